@@ -19,6 +19,8 @@ def main():
     from nbdev.test import test_nb
     from fastcore.parallel import parallel
     cfg = get_config()
+    if a.workers > 1:   # notebooks run side by side: one BLAS/OpenMP thread each avoids oversubscribing the cores
+        for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(k, '1')
     files = sorted(Path(f).absolute() for f in nbglob(a.path, as_path=True))
     if a.only: files = [f for f in files if a.only in f.name]
     if not files: print('no notebooks found'); print('0 passed, 0 failed'); return 1
