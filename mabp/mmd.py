@@ -5,32 +5,51 @@
 # %% auto #0
 __all__ = ['AttentionBlock', 'FFNBlock', 'MMDLayer', 'region_attention_mask', 'upsample_queries', 'RelaLayer']
 
-# %% ../nbs/06_mmd.ipynb #9fb148fb
+# %% ../nbs/06_mmd.ipynb #4cd88db0
 import math
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-# %% ../nbs/06_mmd.ipynb #151558b7
+# %% ../nbs/06_mmd.ipynb #705dd598
 def _with_pos(x: Tensor, pos) -> Tensor: return x if pos is None else x + pos
 
 def _heads_mask(mask, n_heads: int):
     "(B, Nq, S) bool True=hidden -> (B*n_heads, Nq, S), the layout `nn.MultiheadAttention` expects (batch-major)."
     return None if mask is None else mask.repeat_interleave(n_heads, dim=0)   # (B, Nq, S) -> (B*h, Nq, S)
 
+def _mha_sdpa(mha: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor, mask=None) -> Tensor:
+    "`mha(query, key, value, attn_mask=mask)[0]` (batch_first) as one SDPA call; mask (B,Nq,S) bool True=hidden, shared by the heads."
+    B, Nq, C = query.shape
+    S, h = key.shape[1], mha.num_heads
+    d = C // h
+    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (None, None, None)
+    q = F.linear(query, w_q, b_q).view(B, Nq, h, d).transpose(1, 2)   # (B, Nq, C) -> (B, Nq, h, d) -> (B, h, Nq, d)
+    k = F.linear(key, w_k, b_k).view(B, S, h, d).transpose(1, 2)      # (B, S, C) -> (B, S, h, d) -> (B, h, S, d)
+    v = F.linear(value, w_v, b_v).view(B, S, h, d).transpose(1, 2)    # (B, S, C) -> (B, S, h, d) -> (B, h, S, d)
+    keep = None if mask is None else ~mask.bool()[:, None]             # (B, Nq, S) hidden -> (B, 1, Nq, S) True = attend
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=mha.dropout if mha.training else 0.)
+    return mha.out_proj(o.transpose(1, 2).reshape(B, Nq, C))          # (B, h, Nq, d) -> (B, Nq, h, d) -> (B, Nq, C)
+
 class AttentionBlock(nn.Module):
     "Post-norm attention sub-layer: `x = LN(x + Dropout(MHA(x + x_pos, kv + kv_pos, kv, mask)))`."
-    def __init__(self, dim: int = 256, n_heads: int = 8, dropout: float = 0.0):
+    def __init__(self, dim: int = 256, n_heads: int = 8, dropout: float = 0.0,
+                 use_sdpa: bool = True):   # fast path when no weights are asked for (same result, see above)
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
         self.norm, self.drop = nn.LayerNorm(dim), nn.Dropout(dropout)
+        self.use_sdpa = use_sdpa
         for p in self.attn.parameters():
             if p.dim() > 1: nn.init.xavier_uniform_(p)
 
     def forward(self, x, x_pos, kv, kv_pos, mask=None, need_weights: bool = False):
         "x (B,Nq,C), kv (B,S,C), mask (B,Nq,S) bool True=hidden -> (x (B,Nq,C), weights (B,Nq,S) averaged over heads or None)"
-        out, w = self.attn(_with_pos(x, x_pos), _with_pos(kv, kv_pos), kv, attn_mask=_heads_mask(mask, self.attn.num_heads),
-                           need_weights=need_weights, average_attn_weights=True)
+        if self.use_sdpa and not need_weights:
+            out, w = _mha_sdpa(self.attn, _with_pos(x, x_pos), _with_pos(kv, kv_pos), kv, mask), None
+        else:
+            out, w = self.attn(_with_pos(x, x_pos), _with_pos(kv, kv_pos), kv, attn_mask=_heads_mask(mask, self.attn.num_heads),
+                               need_weights=need_weights, average_attn_weights=True)
         return self.norm(x + self.drop(out)), w
 
 class FFNBlock(nn.Module):
@@ -44,7 +63,7 @@ class FFNBlock(nn.Module):
 
     def forward(self, x): return self.norm(x + self.drop(self.linear2(self.drop(F.relu(self.linear1(x))))))
 
-# %% ../nbs/06_mmd.ipynb #ac0adc3b
+# %% ../nbs/06_mmd.ipynb #128fc018
 def _batch_pos(pos, like: Tensor) -> Tensor:
     "Positions (S,C) or (B,S,C) or None -> (B,S,C) like `like`."
     return torch.zeros_like(like) if pos is None else pos.expand_as(like)   # (S, C) -> (B, S, C)
@@ -104,7 +123,7 @@ class MMDLayer(nn.Module):
         q, lang = x[:, :N], x[:, N:]                                                     # (B, N+L, C) -> (B, N, C), (B, L, C)
         return (q, lang, attn) if return_attn else (q, lang)
 
-# %% ../nbs/06_mmd.ipynb #9f754e76
+# %% ../nbs/06_mmd.ipynb #f1655cfc
 def region_attention_mask(query_logits: Tensor,   # (B, N, HW) every query's logits on the full map
                           inside: Tensor           # (N, HW) bool, True where the pixel is inside the query's own window
                          ) -> Tensor:              # (B, N, HW) bool, True = HIDDEN
@@ -112,7 +131,7 @@ def region_attention_mask(query_logits: Tensor,   # (B, N, HW) every query's log
     hidden = (query_logits.detach().sigmoid() < 0.5) & ~inside.bool()      # (B, N, HW), inside broadcast over B
     return hidden & ~hidden.all(-1, keepdim=True)                          # rows hidden everywhere -> all False
 
-# %% ../nbs/06_mmd.ipynb #5e4869b0
+# %% ../nbs/06_mmd.ipynb #4c43d2f9
 def upsample_queries(q: Tensor) -> Tensor:
     "Nearest 2x upsampling of queries on their sqrt(N) x sqrt(N) row-major grid: (B, N, C) -> (B, 4N, C); (N, C) -> (4N, C)."
     if q.dim() == 2: return upsample_queries(q[None])[0]
@@ -123,7 +142,7 @@ def upsample_queries(q: Tensor) -> Tensor:
     grid = F.interpolate(grid, scale_factor=2, mode='nearest')      # (B, C, 2g, 2g)
     return grid.flatten(2).transpose(1, 2)                          # (B, C, 2g, 2g) -> (B, C, 4N) -> (B, 4N, C)
 
-# %% ../nbs/06_mmd.ipynb #20dc3e9d
+# %% ../nbs/06_mmd.ipynb #77a2059a
 class RelaLayer(nn.Module):
     "ReLA-style decoder layer (Table V baseline): masked cross-attention to visual tokens (RIA), cross-attention to words (RLA), self-attention over queries, FFN."
     def __init__(self, dim: int = 256, n_heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.0):
