@@ -7,14 +7,14 @@ __all__ = ['ms_deform_attn_naive', 'ms_deform_attn_grid_sample', 'ms_deform_attn
            'ConvNorm', 'encoder_reference_points', 'MSDeformAttnEncoderLayer', 'MSDeformAttnEncoder',
            'MSDeformAttnTransformer', 'MSDeformAttnPixelDecoder', 'benchmark_ms_deform_attn']
 
-# %% ../nbs/04_deform_attn.ipynb #7beb9dbe
+# %% ../nbs/04_deform_attn.ipynb #c7f330cb
 import functools, math, warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-# %% ../nbs/04_deform_attn.ipynb #62b0b5a7
+# %% ../nbs/04_deform_attn.ipynb #f6ae1d86
 def _level_hw(value_spatial_shapes):
     "Spatial shapes (L, 2) tensor or list of (H, W) -> tuple of (H, W) python ints"
     if torch.is_tensor(value_spatial_shapes): value_spatial_shapes = value_spatial_shapes.tolist()
@@ -34,7 +34,7 @@ def _check_inputs(value, hw, sampling_locations, attention_weights):
     if tuple(attention_weights.shape) != (N, Lq, M, L, P):
         raise ValueError(f'attention_weights must be {(N, Lq, M, L, P)}, got {tuple(attention_weights.shape)}')
 
-# %% ../nbs/04_deform_attn.ipynb #a1e583c7
+# %% ../nbs/04_deform_attn.ipynb #034e7b66
 def ms_deform_attn_naive(value, value_spatial_shapes, sampling_locations, attention_weights):
     "Reference multi-scale deformable sampling with explicit loops per point (float64; tests only)."
     hw = _level_hw(value_spatial_shapes)
@@ -61,7 +61,7 @@ def ms_deform_attn_naive(value, value_spatial_shapes, sampling_locations, attent
                 out.append(acc)
     return torch.stack(out).view(N, Lq, M * D)   # (N*Lq*M, D) -> (N, Lq, M*D)
 
-# %% ../nbs/04_deform_attn.ipynb #a3caec67
+# %% ../nbs/04_deform_attn.ipynb #383dba54
 def ms_deform_attn_grid_sample(value, value_spatial_shapes, sampling_locations, attention_weights):
     "Multi-scale deformable sampling with one `F.grid_sample` per level (Deformable DETR's PyTorch version)."
     hw = _level_hw(value_spatial_shapes)
@@ -83,7 +83,7 @@ def ms_deform_attn_grid_sample(value, value_spatial_shapes, sampling_locations, 
     out = (torch.stack(samples, dim=-2).flatten(-2) * att).sum(-1).view(N, M * D, Lq)
     return out.transpose(1, 2).contiguous()   # (N, M*D, Lq) -> (N, Lq, M*D)
 
-# %% ../nbs/04_deform_attn.ipynb #de2a2ac2
+# %% ../nbs/04_deform_attn.ipynb #1941977d
 @functools.lru_cache(maxsize=32)
 def _padded_rows(hw, device):
     """Token indices into the padded layout (every level with a one-pixel zero border, Sp = sum((H+2)*(W+2))):
@@ -131,7 +131,7 @@ def _corner_dots(idx, grad, vflat, chunk=1024):
         out[r:r + chunk] = torch.matmul(rows, grad[r:r + chunk, :, None])[..., 0]
     return out
 
-# %% ../nbs/04_deform_attn.ipynb #8a740cbe
+# %% ../nbs/04_deform_attn.ipynb #8d2c5f8a
 _INT32_LIMIT = 2 ** 31   # indices are int32 below this many rows, int64 above
 
 class _MSDeformAttnFunction(torch.autograd.Function):
@@ -205,7 +205,7 @@ class _MSDeformAttnFunction(torch.autograd.Function):
             grad_v = _unpad_levels(t.view(4, N, -1, M, D), hw)   # (4*N*Sp*M, D) -> (4, N, Sp, M, D) -> (N, S, M, D)
         return grad_v, None, grad_loc, grad_attn
 
-# %% ../nbs/04_deform_attn.ipynb #d183c197
+# %% ../nbs/04_deform_attn.ipynb #ee826b6e
 def ms_deform_attn(value, value_spatial_shapes, sampling_locations, attention_weights):
     """Multi-scale deformable sampling (Deformable DETR semantics): value (N, S, M, D), shapes (L, 2) as (H, W),
     locations (N, Lq, M, L, P, 2) normalised (x, y), weights (N, Lq, M, L, P) -> (N, Lq, M*D).
@@ -216,7 +216,7 @@ def ms_deform_attn(value, value_spatial_shapes, sampling_locations, attention_we
         return ms_deform_attn_grid_sample(value, hw, sampling_locations, attention_weights)
     return _MSDeformAttnFunction.apply(value, hw, sampling_locations, attention_weights)
 
-# %% ../nbs/04_deform_attn.ipynb #ee5c387d
+# %% ../nbs/04_deform_attn.ipynb #09aa0d12
 class MSDeformAttn(nn.Module):
     "Multi-scale deformable attention (Deformable DETR, Eq. 3)."
     def __init__(self, d_model:int=256, n_levels:int=4, n_heads:int=8, n_points:int=4):
@@ -262,7 +262,7 @@ class MSDeformAttn(nn.Module):
         loc = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
         return self.output_proj(ms_deform_attn(value, shapes, loc, att))
 
-# %% ../nbs/04_deform_attn.ipynb #2415bf36
+# %% ../nbs/04_deform_attn.ipynb #f1a256bd
 class PositionEmbeddingSine(nn.Module):
     "2-D sine position embedding (DETR / Mask2Former): forward(x (B, C, H, W)) -> (B, 2*num_pos_feats, H, W)."
     def __init__(self, num_pos_feats:int=128, temperature:float=10000, normalize:bool=True, scale:float=2 * math.pi):
@@ -285,7 +285,7 @@ class PositionEmbeddingSine(nn.Module):
         pos = torch.cat([py, px], -1).permute(2, 0, 1)                 # (H, W, 2F) -> (2F, H, W)
         return pos[None].expand(B, -1, -1, -1).to(x.dtype if x.is_floating_point() else torch.float32)
 
-# %% ../nbs/04_deform_attn.ipynb #01cbfa95
+# %% ../nbs/04_deform_attn.ipynb #f353859f
 def _gn_groups(channels:int, max_groups:int=32) -> int:
     "Largest number of groups <= max_groups dividing channels (32 for 256, 32 for 32, 8 for 24)"
     return next(g for g in range(min(max_groups, channels), 0, -1) if channels % g == 0)
@@ -311,7 +311,7 @@ def encoder_reference_points(spatial_shapes, device=None, dtype=torch.float32):
         pts.append(torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1).reshape(-1, 2))
     return torch.cat(pts)[None, :, None, :].expand(1, -1, len(hw), 2)   # (S, 2) -> (1, S, L, 2)
 
-# %% ../nbs/04_deform_attn.ipynb #d3174e7a
+# %% ../nbs/04_deform_attn.ipynb #620198e1
 class MSDeformAttnEncoderLayer(nn.Module):
     "Deformable self-attention + FFN, post-norm."
     def __init__(self, d_model:int=256, ffn_dim:int=1024, dropout:float=0.0, n_levels:int=3, n_heads:int=8, n_points:int=4):
@@ -362,7 +362,7 @@ class MSDeformAttnTransformer(nn.Module):
         # (B, S, C) -> L x (B, H*W, C) -> L x (B, C, H, W)
         return [o.transpose(1, 2).reshape(o.shape[0], -1, h, w) for o, (h, w) in zip(out.split([h * w for h, w in shapes], 1), shapes)]
 
-# %% ../nbs/04_deform_attn.ipynb #64fc46e6
+# %% ../nbs/04_deform_attn.ipynb #593dfd65
 class MSDeformAttnPixelDecoder(nn.Module):
     "Mask2Former's deformable pixel decoder: encoder over strides 8/16/32, FPN to stride 4, mask features."
     def __init__(self, in_channels, conv_dim:int=256, mask_dim:int=256, n_layers:int=6, n_heads:int=8,
@@ -395,7 +395,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         y = lateral + F.interpolate(multi_scale[-1], size=lateral.shape[-2:], mode='bilinear', align_corners=False)
         return self.mask_features(self.layer_1(y)), multi_scale
 
-# %% ../nbs/04_deform_attn.ipynb #3ad2ff06
+# %% ../nbs/04_deform_attn.ipynb #5f985cd2
 def benchmark_ms_deform_attn(batch:int=2, spatial_shapes=((60, 60), (30, 30), (15, 15)), n_heads:int=8, head_dim:int=32,
                              n_points:int=4, n_queries:int=None, locations:str='encoder', repeats:int=5, seed:int=0):
     "Median ms of fwd and fwd+bwd for `ms_deform_attn` vs `ms_deform_attn_grid_sample` (CPU), plus max abs error."

@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['AttentionBlock', 'FFNBlock', 'MMDLayer', 'region_attention_mask', 'upsample_queries', 'RelaLayer']
 
-# %% ../nbs/06_mmd.ipynb #4cd88db0
+# %% ../nbs/06_mmd.ipynb #8923486d
 import math
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-# %% ../nbs/06_mmd.ipynb #705dd598
+# %% ../nbs/06_mmd.ipynb #320e117c
 def _with_pos(x: Tensor, pos) -> Tensor: return x if pos is None else x + pos
 
 def _heads_mask(mask, n_heads: int):
@@ -63,7 +63,7 @@ class FFNBlock(nn.Module):
 
     def forward(self, x): return self.norm(x + self.drop(self.linear2(self.drop(F.relu(self.linear1(x))))))
 
-# %% ../nbs/06_mmd.ipynb #128fc018
+# %% ../nbs/06_mmd.ipynb #3c26549c
 def _batch_pos(pos, like: Tensor) -> Tensor:
     "Positions (S,C) or (B,S,C) or None -> (B,S,C) like `like`."
     return torch.zeros_like(like) if pos is None else pos.expand_as(like)   # (S, C) -> (B, S, C)
@@ -123,7 +123,7 @@ class MMDLayer(nn.Module):
         q, lang = x[:, :N], x[:, N:]                                                     # (B, N+L, C) -> (B, N, C), (B, L, C)
         return (q, lang, attn) if return_attn else (q, lang)
 
-# %% ../nbs/06_mmd.ipynb #f1655cfc
+# %% ../nbs/06_mmd.ipynb #e02f236d
 def region_attention_mask(query_logits: Tensor,   # (B, N, HW) every query's logits on the full map
                           inside: Tensor           # (N, HW) bool, True where the pixel is inside the query's own window
                          ) -> Tensor:              # (B, N, HW) bool, True = HIDDEN
@@ -131,7 +131,7 @@ def region_attention_mask(query_logits: Tensor,   # (B, N, HW) every query's log
     hidden = (query_logits.detach().sigmoid() < 0.5) & ~inside.bool()      # (B, N, HW), inside broadcast over B
     return hidden & ~hidden.all(-1, keepdim=True)                          # rows hidden everywhere -> all False
 
-# %% ../nbs/06_mmd.ipynb #4c43d2f9
+# %% ../nbs/06_mmd.ipynb #d37ab164
 def upsample_queries(q: Tensor) -> Tensor:
     "Nearest 2x upsampling of queries on their sqrt(N) x sqrt(N) row-major grid: (B, N, C) -> (B, 4N, C); (N, C) -> (4N, C)."
     if q.dim() == 2: return upsample_queries(q[None])[0]
@@ -142,7 +142,7 @@ def upsample_queries(q: Tensor) -> Tensor:
     grid = F.interpolate(grid, scale_factor=2, mode='nearest')      # (B, C, 2g, 2g)
     return grid.flatten(2).transpose(1, 2)                          # (B, C, 2g, 2g) -> (B, C, 4N) -> (B, 4N, C)
 
-# %% ../nbs/06_mmd.ipynb #77a2059a
+# %% ../nbs/06_mmd.ipynb #1bf91146
 class RelaLayer(nn.Module):
     "ReLA-style decoder layer (Table V baseline): masked cross-attention to visual tokens (RIA), cross-attention to words (RLA), self-attention over queries, FFN."
     def __init__(self, dim: int = 256, n_heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.0):

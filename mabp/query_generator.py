@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['QueryGenerator', 'LearnableQueries']
 
-# %% ../nbs/05_query_generator.ipynb #b5904f0d
+# %% ../nbs/05_query_generator.ipynb #7a7f0834
 import math
 import torch
 from torch import nn, Tensor
 
-# %% ../nbs/05_query_generator.ipynb #e221e94e
+# %% ../nbs/05_query_generator.ipynb #e43c1905
 class QueryGenerator(nn.Module):
     "Fig. 4: learnable region embeddings `r` (n_queries x dim) attend to word features -> (B, n_queries, dim) initial queries."
     def __init__(self,
@@ -63,7 +63,7 @@ class QueryGenerator(nn.Module):
         out = self.o_proj(out)                                      # (B, N, C)
         return (out, attn) if return_attn else out
 
-# %% ../nbs/05_query_generator.ipynb #98a5dc33
+# %% ../nbs/05_query_generator.ipynb #87a9cd24
 class LearnableQueries(nn.Module):
     "Learnable initial queries shared by the batch (the 'QG off' ablation): `forward(batch_size) -> (B, n_queries, dim)`."
     def __init__(self, n_queries: int = 16, dim: int = 256):
