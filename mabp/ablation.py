@@ -46,15 +46,19 @@ def paper_table(table: str):
     if table not in PAPER: raise ConfigError(f"table={table!r} does not exist. Fix: use 'V' or 'VI'.")
     return pd.DataFrame(PAPER[table]).T[list(TABLE_METRICS[table])]
 
-# %% ../nbs/13_ablation.ipynb #5bc3dc6f
+# %% ../nbs/13_ablation.ipynb #5f9223bc
 def _key(overrides: dict) -> str: return json.dumps(overrides, sort_keys=True)
 
-def ablation_plan(tables=('V', 'VI'), seeds=(0, 1, 2)) -> list:
+def ablation_plan(tables=('V', 'VI'), seeds=(0, 1, 2), rows=None) -> list:
     "Runs `[dict(seed, overrides, names=[(table, row), ...])]`: rows with the same overrides share one run per seed."
     if isinstance(tables, str): tables = [tables]
+    known = {r for t in tables for r in MABPConfig.variants(t)}
+    if rows is not None and set(rows) - known:
+        raise ConfigError(f'unknown rows {sorted(set(rows) - known)}. Fix: use rows of tables {list(tables)}: {sorted(known)}.')
     configs = {}
     for t in tables:
         for row, ov in MABPConfig.variants(t).items():
+            if rows is not None and row not in rows: continue
             configs.setdefault(_key(ov), dict(overrides=ov, names=[]))['names'].append((t, row))
     return [dict(seed=int(s), overrides=c['overrides'], names=list(c['names'])) for s in seeds for c in configs.values()]
 
@@ -141,7 +145,7 @@ def run_one(overrides: dict, seed: int, steps: int, root, out_dir, base: MABPCon
     return dict(metrics=metrics, steps=tres['step'], final_loss=tres.get('loss'), train_s=t_train, eval_s=t_eval,
                 wall_s=time.time() - t0, checkpoint=ckpt, config=tcfg.resolved().to_dict())
 
-# %% ../nbs/13_ablation.ipynb #e5eb0b91
+# %% ../nbs/13_ablation.ipynb #9b4a09ab
 def steps_from_budget(budget_s: float, n_runs: int, step_time: float, overhead_s: float = 30.0) -> int:
     "Steps per run so that `n_runs` runs of `steps x step_time + overhead_s` fit in `budget_s`."
     return max(1, int((budget_s / max(1, n_runs) - overhead_s) / max(step_time, 1e-6)))
@@ -160,6 +164,7 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  keep=(('2 1+RSH', 0), ('4 3+QG (full)', 0)),  # (row, seed) whose checkpoints are kept
                  base: MABPConfig | None = None,   # default MABPConfig.tiny()
                  train_overrides: dict | None = None,
+                 rows=None,                   # only these row names (default: every row of the tables)
                  resume: bool = False,
                  progress: bool = True) -> list:
     "Train and evaluate every run of `ablation_plan(tables, seeds)` under one step budget; append the results to `csv_path`."
@@ -167,7 +172,7 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
     if threads: torch.set_num_threads(threads)
     say = print if progress else (lambda *a, **k: None)
     if root is None: root, _ = prepare_synthetic(repo_root() / 'data' / 'synthetic', progress=progress)
-    plan = ablation_plan(tables, seeds)
+    plan = ablation_plan(tables, seeds, rows)
     base = base or MABPConfig.tiny()
     if steps is None:
         if not budget_s: raise ConfigError('run_ablation: no step budget. Fix: pass steps=N or budget_s=SECONDS.')
@@ -208,7 +213,7 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
             + ' '.join(f'{k} {v[k]:.1f}' for k in METRICS) + f" | {time.time() - t_all:.0f}s so far", flush=True)
     return results
 
-# %% ../nbs/13_ablation.ipynb #e1e2793d
+# %% ../nbs/13_ablation.ipynb #5617fb58
 @cli
 def mabp_ablate(table: Param('ablation tables', str, nargs='+') = ('V', 'VI'),
                 seeds: Param('training seeds', int, nargs='+') = (0, 1, 2),
@@ -221,6 +226,7 @@ def mabp_ablate(table: Param('ablation tables', str, nargs='+') = ('V', 'VI'),
                 eval_n: int = 300,                 # sentences per split (fixed random subset); 0 = all
                 batch_size: int = 8,
                 threads: int = 2,                  # torch CPU threads
+                rows: Param('only these rows (names as in the tables)', str, nargs='+') = None,
                 resume: store_true = False,        # skip (table, row, seed) already in the CSV with these steps
                 quiet: store_true = False):
     "Train and evaluate the rows of the paper's ablation Tables V / VI on the synthetic benchmark; append to a CSV."
@@ -230,7 +236,8 @@ def mabp_ablate(table: Param('ablation tables', str, nargs='+') = ('V', 'VI'),
     splits = [eval_splits] if isinstance(eval_splits, str) else list(eval_splits)
     t0 = time.time()
     run_ablation(tables, seeds, steps=steps, budget_s=budget, root=root, csv_path=csv, out_dir=out, eval_splits=splits,
-                 eval_n=eval_n or None, batch_size=batch_size, threads=threads, resume=resume, progress=not quiet)
+                 eval_n=eval_n or None, batch_size=batch_size, threads=threads, resume=resume, progress=not quiet,
+                 rows=[rows] if isinstance(rows, str) else rows)
     print(f'[ablate] done in {time.time() - t0:.0f}s; results in {csv}')
 
 # %% ../nbs/13_ablation.ipynb #cbdebcc6

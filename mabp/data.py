@@ -383,7 +383,7 @@ def resize_mask(mask: np.ndarray, size) -> np.ndarray:
         out = (torch.nn.functional.adaptive_max_pool2d(t, (h, w))[0, 0] > 0).numpy()
     return out
 
-# %% ../nbs/01_data.ipynb #6e56efa0
+# %% ../nbs/01_data.ipynb #b64424ed
 class RefDataset(Dataset):
     "One split of gRefCOCO / RefCOCO / RefCOCO+ / RefCOCOg as a torch Dataset of dicts (see SPEC)."
     def __init__(self, root, dataset='grefcoco', split='val', split_by=None, image_size=480, max_tokens=20,
@@ -428,7 +428,8 @@ class RefDataset(Dataset):
         info = self.index.images[ref['image_id']]
         path = self.index.image_path(ref['image_id'])
         try: img = load_image(path)
-        except DataError as e: raise DataError(f"{e} (image of ref {ref['ref_id']})") from None
+        except DataError as e:   # name the ref too, right after the file
+            raise DataError(str(e).replace(f'{path}:', f"{path} (image of ref {ref['ref_id']}):", 1)) from None
         if img.size != (int(info['width']), int(info['height'])):
             raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} but {self.index.inst_path.name} says "
                             f"{info['width']}x{info['height']} (ref {ref['ref_id']}). Fix: replace the image with "

@@ -7,21 +7,23 @@ renders the result with nbconvert:
 
   python tools/build_docs.py             # README.md + _docs/*.html + _docs/index.html (the sidebar's sections)
   python tools/build_docs.py --readme    # README.md only
-  python tools/build_docs.py --only 13_  # only the pages whose file name contains 13_ (index still lists all)
+  python tools/build_docs.py --only 13_,14_  # only pages whose file name contains 13_ or 14_ (the index lists all)
 
 - The page order and sections come from the sidebar of `nbs/_quarto.yml` (the one `nbdev_docs` uses with Quarto);
   pages that exist but are not in the sidebar are listed under "Other pages", sidebar entries without a notebook are
   reported.
 - Notebooks are executed in a fresh kernel (working directory `nbs/`, as `make test`). Cells marked with a test flag
   of settings.ini (`#| slow`) are shown but not executed.
-- A notebook that fails to process or execute does not stop the build: its page is skipped, the failure is printed and
-  the script exits with status 1 at the end.
+- A notebook that fails to execute does not stop the build: its page is skipped, the failure is printed and the script
+  exits with status 1 at the end. One that executes but fails nbdev's docs processing (which `nbdev_docs` would also
+  hit, e.g. a cell mixing imports with code that needs earlier cells) is rendered with a minimal stand-in processing
+  and also reported, exit status 1.
 - `check_pages` then asserts that the results pages hold what they must (the ablation tables and charts, the figures);
   a missing piece fails the build.
 
 With Quarto installed, `nbdev_docs` builds the real site from the same notebooks and `nbs/_quarto.yml`.
 """
-import argparse, html, os, re, sys, tempfile, time, traceback
+import argparse, html, json, os, re, sys, tempfile, time, traceback
 from pathlib import Path
 
 _SKIP = re.compile(r'^\s*#\|\s*eval:\s*false\s*$', re.M)
@@ -61,6 +63,20 @@ def process(src: Path, dest: Path):
     os.environ['IN_TEST'] = '1'
     try: exec_nb(src, dest, FilterDefaults)
     finally: os.environ.pop('IN_TEST', None)
+
+def fallback_process(src: Path, dest: Path):
+    "A minimal stand-in for nbdev's processing: hidden cells and the export call dropped, the H1 made the title."
+    import nbformat
+    nb = nbformat.read(src, as_version=4)
+    hide = re.compile(r'^\s*#\|\s*hide\s*$', re.M)
+    nb.cells = [c for c in nb.cells if not (c.cell_type == 'code' and (hide.search(c.source) or 'nbdev_export' + '()' in c.source))]
+    for i, c in enumerate(nb.cells):
+        m = re.match(r'#\s+(.+)\n+(?:>\s*(.+))?', c.source) if c.cell_type == 'markdown' else None
+        if m:
+            fm = '---\ntitle: ' + json.dumps(m.group(1).strip()) + ('\ndescription: ' + json.dumps(m.group(2).strip()) if m.group(2) else '') + '\n---'
+            nb.cells[i] = nbformat.v4.new_raw_cell(fm)
+            break
+    nbformat.write(nb, dest)
 
 def execute(nb, cwd, timeout=1200):
     "Run the code cells of a source notebook, except those marked `#| eval: false` and `nbdev_export()` (as nbdev's tests)."
@@ -154,7 +170,7 @@ def out_name(nb_name: str) -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--readme', action='store_true', help='only build README.md')
-    ap.add_argument('--only', default=None, help='substring a notebook name must contain')
+    ap.add_argument('--only', default=None, help='build only notebooks whose name contains one of these comma-separated substrings')
     ap.add_argument('--no-check', action='store_true', help='skip the check of the results pages')
     a = ap.parse_args()
     from nbdev.config import get_config
@@ -174,7 +190,12 @@ def main():
             mark_flagged(src, marked, flags)
             nb = execute(nbformat.read(marked, as_version=4), nbs)     # the source notebook, with its outputs
             nbformat.write(nb, marked)
-            process(marked, done)                                     # nbdev: hidden/export cells out, show_doc in
+            try: process(marked, done)                                # nbdev: hidden/export cells out, show_doc in
+            except Exception as e:                                    # still show the page, and report the failure
+                failed.append((src.name, f"nbdev's docs processing failed (the page was built without it, as with "
+                                         f"`nbdev_docs` it would fail): {type(e).__name__}: {str(e)[:1500]}"))
+                fallback_process(marked, done)
+                print(f'{src.name}: nbdev processing FAILED, rendered without it', flush=True)
             res = render(done, fmt)
             print(f'{src.name}: {time.time() - t0:.0f}s', flush=True)
             return res
@@ -205,7 +226,7 @@ def main():
         for f in fs: section_of.setdefault(f, s)
     titles, built = {}, {}
     for f in order:
-        if a.only and a.only not in f: continue
+        if a.only and not any(o and o in f for o in a.only.split(',')): continue
         res = build(nbs / f)
         if res is None: continue
         titles[f], built[f] = res[0] or Path(f).stem, res[1]
