@@ -22,8 +22,8 @@ from .train import TrainConfig, load_checkpoint, save_checkpoint, train
 # %% auto #0
 __all__ = ['METRICS', 'TABLE_METRICS', 'PAPER', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'ablation_plan', 'git_commit',
            'append_rows', 'load_results', 'eval_subset', 'slim_checkpoint', 'run_one', 'steps_from_budget',
-           'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'compare_orderings', 'rankings',
-           'plot_ablation']
+           'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table',
+           'compare_orderings', 'rankings', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 METRICS = ('cIoU', 'gIoU', 'N-acc', 'T-acc', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7')
@@ -270,6 +270,24 @@ def ablation_table(df, table: str, split: str = 'val', paper: bool = True, digit
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     out.index.name = f'Table {table} ({split})'
     return out
+
+# %% ../nbs/13_ablation.ipynb #adb189db
+def at_budget(df, steps: int | None = None):
+    "The results of one step budget: `steps`, or the largest budget in `df`."
+    steps = int(df.steps.max()) if steps is None else int(steps)
+    d = df[df.steps == steps]
+    if d.empty: raise ConfigError(f'no results with {steps} steps (budgets in the file: {sorted(set(df.steps))})')
+    return d
+
+def budget_table(df, table: str, metric: str = 'gIoU', split: str = 'val'):
+    "Mean over seeds of `metric` for each row (paper order) and step budget, with the number of seeds."
+    import pandas as pd
+    d = _rows(df, table, split)
+    order = [r for r in MABPConfig.variants(table) if r in set(d.row)]
+    g = d.groupby(['row', 'steps'])
+    out = pd.concat({f'{metric} mean': g[metric].mean().unstack(), 'seeds': g.seed.nunique().unstack()}, axis=1)
+    out.columns = [f'{a} @ {b} steps' for a, b in out.columns]
+    return out.reindex(order).round(1)
 
 # %% ../nbs/13_ablation.ipynb #0a42f95a
 COMPARISONS = {'V': [('1 Naive', '2 1+RSH'), ('2 1+RSH', '3 2+MMD'), ('3 2+MMD', '4 3+QG (full)'), ('1 Naive', '4 3+QG (full)')],

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastcore.script import call_parse, Param, store_true
+from fastcore.script import Param, store_true
+from .core import cli
 
 # %% auto #0
 __all__ = ['PAPER_LEVELS', 'PRESETS', 'VARIANTS', 'GOALS', 'SECTIONS', 'load_avg', 'machine_info', 'cpu_busy', 'quiet_rounds',
@@ -238,7 +239,7 @@ def count_flops(fn) -> int:
 
 # %% ../nbs/15_benchmarks.ipynb #3e4f52d6
 PRESETS = ('micro', 'tiny', 'paper', 'official')
-VARIANTS = ('default', 'mha', 'channels_last', 'fused_adamw')
+VARIANTS = ('default', 'mha', 'channels_last', 'fused_adamw', 'bf16_autocast')
 
 def preset_config(preset: str = 'tiny', **overrides):
     "`MABPConfig` of a preset name: 'micro' (`micro_config()`), 'tiny', 'paper' or 'official', with field overrides."
@@ -275,10 +276,11 @@ def model_setup(model, mode: str = 'infer', batch: int = 1, variant: str = 'defa
     if variant == 'channels_last':
         model.to(memory_format=torch.channels_last); img = img.contiguous(memory_format=torch.channels_last)
     st = dict(model=model, batch=batch, mode=mode, variant=variant, inputs=(img, ids, am), targets=(mask, nt))
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=variant == 'bf16_autocast')
     if mode == 'infer':
         model.eval()
         def step():
-            with torch.inference_mode(): return model(img, ids, am)
+            with torch.inference_mode(), amp: return model(img, ids, am)
     else:
         model.train()
         crit = build_criterion(model.cfg).to(dev)
@@ -286,7 +288,7 @@ def model_setup(model, mode: str = 'infer', batch: int = 1, variant: str = 'defa
         params = [p for p in model.parameters() if p.requires_grad]
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = crit(model(img, ids, am), mask, nt)['loss']
+            with amp: loss = crit(model(img, ids, am), mask, nt)['loss']
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -396,7 +398,9 @@ def bench_variants(preset: str = 'tiny', mode: str = 'train', batch: int = 8, va
     dev = _device(device)
     base = model if model is not None else build_model(preset, dev)
     sts = {v: model_setup(copy.deepcopy(base), mode, batch, v) for v in variants}
-    firsts = {v: _first_output(st['step']()) for v, st in sts.items()}   # first step from identical weights
+    firsts = {}
+    for v, st in sts.items():                  # first step from identical weights and random state (dropout)
+        torch.manual_seed(0); firsts[v] = _first_output(st['step']())
     t = time_interleaved({v: st['step'] for v, st in sts.items()}, repeats, warmup, dev)
     ref = variants[0]
     return dict(preset=preset, mode=mode, batch=batch, threads=torch.get_num_threads(), load=t[ref]['load'], busy=t[ref]['busy'],
@@ -572,7 +576,7 @@ def _plan(quick: bool) -> dict:
     return dict(deform=dict(repeats=5), matmul_n=None, memory=True,
                 models=[('tiny', 'infer', 1, 5), ('tiny', 'train', 8, 5), ('paper', 'infer', 1, 3), ('paper', 'train', 1, 2)],
                 variants=[('tiny', 'train', 8, ('default', 'mha', 'channels_last', 'fused_adamw'), 3),
-                          ('paper', 'infer', 1, ('default', 'mha', 'channels_last'), 2)],
+                          ('paper', 'infer', 1, ('default', 'mha', 'channels_last', 'bf16_autocast'), 2)],
                 profile=[('tiny', 'train', 8), ('paper', 'infer', 1)], evaluator=[(1024, 128), (256, 480)],
                 data=dict(root=None, image_size=128, batch_size=8, n_batches=20, repeats=3))
 
@@ -699,7 +703,7 @@ def bench_table(res: dict):
     return df
 
 # %% ../nbs/15_benchmarks.ipynb #89ebc053
-@call_parse
+@cli
 def mabp_bench(out: str = 'bench.json',  # JSON file of the results
                quick: Param('micro sizes everywhere (a smoke test of a few seconds)', store_true) = False,
                sections: str = None,     # comma-separated subset of matmul,deform_attn,models,variants,profile,evaluator,data
