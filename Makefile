@@ -40,7 +40,7 @@ test: $(STAMP)
 	@if [ -n "$$(git status --porcelain -- mabp)" ]; then \
 	  echo "mabp/ differs from what is committed: the notebooks and the package are out of sync."; \
 	  echo "Run nbdev_export and commit mabp/ (never edit mabp/ by hand)."; git status --short -- mabp; exit 1; fi
-	$(BIN)/python tools/test_notebooks.py nbs
+	$(BIN)/python tools/test_notebooks.py nbs --docs
 
 demo: $(STAMP)
 	@mkdir -p $(CACHE)

@@ -8,6 +8,8 @@ renders the result with nbconvert:
   python tools/build_docs.py             # README.md + _docs/*.html + _docs/index.html (the sidebar's sections)
   python tools/build_docs.py --readme    # README.md only
   python tools/build_docs.py --only 13_,14_  # only pages whose file name contains 13_ or 14_ (the index lists all)
+  python tools/build_docs.py --check-results # only the results pages, into a temporary folder, then `check_pages`
+                                             # (run by `make test` through tools/test_notebooks.py --docs)
 
 - The page order and sections come from the sidebar of `nbs/_quarto.yml` (the one `nbdev_docs` uses with Quarto);
   pages that exist but are not in the sidebar are listed under "Other pages", sidebar entries without a notebook are
@@ -172,7 +174,10 @@ def main():
     ap.add_argument('--readme', action='store_true', help='only build README.md')
     ap.add_argument('--only', default=None, help='build only notebooks whose name contains one of these comma-separated substrings')
     ap.add_argument('--no-check', action='store_true', help='skip the check of the results pages')
+    ap.add_argument('--check-results', action='store_true',
+                    help='build only the results pages of REQUIRED into a temporary folder and check them (what make test runs)')
     a = ap.parse_args()
+    if a.check_results: a.only, a.no_check = ','.join(Path(p).stem for p in REQUIRED), False
     from nbdev.config import get_config
     cfg = get_config()
     root, nbs = cfg.config_path, cfg.nbs_path
@@ -205,14 +210,15 @@ def main():
             if os.environ.get('MABP_DOCS_TRACEBACK'): traceback.print_exc()
             return None
 
-    readme = build(nbs / cfg.readme_nb, 'md')
+    readme = None if a.check_results else build(nbs / cfg.readme_nb, 'md')
     if readme is not None:
         md = re.sub(r'\n{3,}', '\n\n', readme[1])
         (root / 'README.md').write_text('<!-- generated from nbs/index.ipynb by tools/build_docs.py: edit the notebook, not this file -->\n\n' + md)
         print('README.md written')
     if a.readme: return 1 if failed else 0
 
-    docs = root / cfg.doc_path.name; docs.mkdir(exist_ok=True)
+    docs = Path(tempfile.mkdtemp(prefix='mabp_docs_check_')) if a.check_results else root / cfg.doc_path.name
+    docs.mkdir(exist_ok=True)
     sections = sidebar_sections(nbs / '_quarto.yml')
     existing = sorted(p.name for p in nbs.glob('*.ipynb') if not p.name.startswith(('_', '.')))
     in_sidebar = [f for _, fs in sections for f in fs]
@@ -268,12 +274,15 @@ def main():
         status = 1
         print(f'\n{len(failed)} notebook(s) failed:')
         for n, msg in failed: print(f'--- {n}\n{msg}')
-    if not a.no_check and not a.only:
+    if not a.no_check and (not a.only or a.check_results):
         problems = check_pages(docs)
         if problems:
             status = 1
             print('\nresults pages are incomplete:\n  ' + '\n  '.join(problems))
         else: print('check: the ablation tables and charts and the figures are in the built HTML')
+    import shutil
+    shutil.rmtree(proc, ignore_errors=True)                              # the executed/processed copies
+    if a.check_results: shutil.rmtree(docs, ignore_errors=True)
     return status
 
 if __name__ == '__main__': sys.exit(main())
