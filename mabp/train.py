@@ -67,7 +67,7 @@ class TrainConfig:
     warmup_steps: int = 0                   # linear warm-up from lr/warmup_steps
     clip_grad_norm: Optional[float] = 0.01  # max total gradient norm of the whole model; None or 0 = no clipping
     amp: Optional[str] = 'fp16'             # 'fp16' | 'bf16' | None; CUDA only
-    channels_last: bool = False             # model and images in channels-last memory format (faster convolutions on CPU)
+    channels_last: bool = False             # model and images in channels-last memory format (convolution speed: see 15_benchmarks)
     max_nonfinite: int = 10                 # stop after this many consecutive non-finite losses / gradient norms
     # data loading
     num_workers: int = 0
