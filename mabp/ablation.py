@@ -148,7 +148,8 @@ def run_one(overrides: dict, seed: int, steps: int, root, out_dir, base: MABPCon
 # %% ../nbs/13_ablation.ipynb #9b4a09ab
 def steps_from_budget(budget_s: float, n_runs: int, step_time: float, overhead_s: float = 30.0) -> int:
     "Steps per run so that `n_runs` runs of `steps x step_time + overhead_s` fit in `budget_s`."
-    return max(1, int((budget_s / max(1, n_runs) - overhead_s) / max(step_time, 1e-6)))
+    from mabp.demo import steps_for_budget
+    return steps_for_budget(step_time, budget_s / max(1, n_runs) - overhead_s, fill=1.0)
 
 def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  seeds=(0, 1, 2),
@@ -197,16 +198,16 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
         say(f"[ablate] run {i + 1}/{len(plan)}: {label}, seed {run['seed']}, {steps} steps ...", flush=True)
         res = run_one(run['overrides'], run['seed'], steps, root, rdir, base=base, batch_size=batch_size, eval_splits=eval_splits,
                       eval_n=eval_n, keep=keep_it, train_overrides=train_overrides, eval_sets=eval_sets, progress=False)
-        rows = []
+        lines = []                            # one CSV line per (table, row) name x evaluated split
         for t, r in names:
             for s, m in res['metrics'].items():
-                rows.append(dict(table=t, row=r, seed=run['seed'], split=s, n_eval=int(m.get('n_samples', 0)),
+                lines.append(dict(table=t, row=r, seed=run['seed'], split=s, n_eval=int(m.get('n_samples', 0)),
                                  **{k: round(float(m[k]), 4) for k in METRICS}, steps=res['steps'], batch_size=batch_size,
                                  final_loss=round(float(res['final_loss']), 5) if res['final_loss'] is not None else '',
                                  train_s=round(res['train_s'], 1), eval_s=round(res['eval_s'], 1), wall_s=round(res['wall_s'], 1),
                                  threads=torch.get_num_threads(), git_commit=commit, started=started, run_dir=str(rdir),
                                  config=json.dumps(res['config'], sort_keys=True, separators=(',', ':'))))
-        append_rows(csv_path, rows)
+        append_rows(csv_path, lines)
         results.append(res)
         v = res['metrics'].get('val', next(iter(res['metrics'].values())))
         say(f"[ablate]   {res['wall_s']:.0f}s (train {res['train_s']:.0f}s, eval {res['eval_s']:.0f}s): "

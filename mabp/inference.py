@@ -5,7 +5,7 @@
 # %% ../nbs/12_inference.ipynb #f477adff
 from __future__ import annotations
 
-import functools, math, warnings
+import math, warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .core import ConfigError, cli, ensure_dir
 from .data import DataError, expression_warnings, image_to_tensor, load_image, load_tokenizer, tokenize
+from .evaluate import _model_device
 
 # %% auto #0
 __all__ = ['predict', 'decision_text', 'overlay', 'mabp_predict']
 
 # %% ../nbs/12_inference.ipynb #d3541357
-@functools.lru_cache(maxsize=4)
-def _cached_tokenizer(path):
-    "One tokenizer per text-model directory (loading one takes ~0.1 s)."
-    return load_tokenizer(path)
-
 def _check_text(text) -> str:
     if not isinstance(text, str):
         raise TypeError(f"the expression must be a string, got {type(text).__name__}")
@@ -32,10 +28,6 @@ def _check_text(text) -> str:
         raise DataError("the expression is empty (or only whitespace). Fix: pass the words that describe the object(s), "
                         "e.g. --text 'the two dogs on the left'")
     return ' '.join(text.split())
-
-def _model_device(model) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device('cpu')
 
 # %% ../nbs/12_inference.ipynb #0965288e
 def predict(model,            # a trained `MABP` (uses `model.cfg.image_size`, `max_tokens`, `text_model`)
@@ -49,7 +41,7 @@ def predict(model,            # a trained `MABP` (uses `model.cfg.image_size`, `
     cfg = model.cfg
     img = load_image(image)                                     # PIL RGB, errors name the file
     W, H = img.size
-    tok = tokenizer or _cached_tokenizer(cfg.text_model)
+    tok = tokenizer or load_tokenizer(cfg.text_model)           # cached per directory
     for w in expression_warnings(tok, text, cfg.max_tokens): warnings.warn(w)   # too long (truncated), or not English
     ids, am = tokenize(tok, [text], max_tokens=cfg.max_tokens)  # (1, L) each
     device = torch.device(device) if device is not None else _model_device(model)
