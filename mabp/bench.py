@@ -452,7 +452,7 @@ def profile_step(preset: str = 'tiny', mode: str = 'train', batch: int = 8, top:
 # %% ../nbs/15_benchmarks.ipynb #35d2d769
 def bench_evaluator(n: int = 256, size: int = 480, batch: int = 32, repeats: int = 3, warmup: int = 1, seed: int = 0) -> dict:
     "Samples/s of `GRESEvaluator` (bit and byte pixel counts) vs `evaluate_loop_reference` on the same masks, interleaved."
-    import mabp.evaluation as E
+    import mabp.metrics as E
     g = torch.Generator().manual_seed(seed)
     pred = torch.rand(n, size, size, generator=g) < .3
     gt = torch.rand(n, size, size, generator=g) < .3

@@ -239,6 +239,9 @@ def _tuples(v):
     if isinstance(v, dict): return {k: _tuples(o) for k, o in v.items()}
     return v
 
+def _nested_from(sub, v: dict, where: str):
+    return sub.from_dict(v, where) if issubclass(sub, FrozenConfig) else sub.from_dict(v)
+
 class FrozenConfig:
     "Base of the frozen dataclass configs: `replace`, `to_dict`/`from_dict`, `save`/`load` (JSON)."
     _nested: dict = {}    # field name -> FrozenConfig subclass, filled from a dict by `from_dict`
@@ -265,7 +268,7 @@ class FrozenConfig:
     def from_dict(cls, d: dict, where: str = ''):
         d = {cls._aliases.get(k, k): v for k, v in dict(d).items()}
         cls._check_names(d, where)
-        d = {k: (cls._nested[k].from_dict(v, where) if k in cls._nested and isinstance(v, dict) else _tuples(v)) for k, v in d.items()}
+        d = {k: (_nested_from(cls._nested[k], v, where) if k in cls._nested and isinstance(v, dict) else _tuples(v)) for k, v in d.items()}
         return cls(**d)
 
     def save(self, path) -> Path:

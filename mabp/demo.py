@@ -22,8 +22,8 @@ from .synthetic import GENERATOR_VERSION, make_synthetic_gres
 from .train import TrainConfig, load_model, plot_log, train
 
 # %% auto #0
-__all__ = ['KINDS', 'GOALS', 'repo_root', 'synthetic_is_valid', 'prepare_synthetic', 'time_train_step', 'steps_for_budget',
-           'pick_examples', 'example_grid', 'run_demo', 'mabp_demo']
+__all__ = ['GOALS', 'repo_root', 'synthetic_is_valid', 'prepare_synthetic', 'time_train_step', 'steps_for_budget', 'run_demo',
+           'mabp_demo']
 
 # %% ../nbs/12a_demo.ipynb #ffde2bca
 def repo_root() -> Path:
@@ -84,51 +84,6 @@ def time_train_step(mcfg: MABPConfig, root, batch_size: int = 8, n: int = 3, lr:
 def steps_for_budget(step_time: float, budget_s: float, fill: float = 0.95) -> int:
     "Optimizer steps that fit in `fill` of `budget_s`."
     return max(1, int(fill * budget_s / max(step_time, 1e-6)))
-
-# %% ../nbs/12a_demo.ipynb #96c5cc2d
-KINDS = ('single target', 'multi target', 'no target')
-
-def pick_examples(ds: RefDataset, n_per_kind: int = 2, seed: int = 0) -> dict:
-    "`{kind: [item index, ...]}` for the three kinds of ground truth, up to `n_per_kind` each (one sentence per ref)."
-    first = {}
-    for i, (ri, _) in enumerate(ds.items): first.setdefault(ri, i)
-    by_kind = {k: [] for k in KINDS}
-    for ri, i in first.items():
-        n = len(set(target_ann_ids(ds.refs[ri])))
-        by_kind[KINDS[0] if n == 1 else KINDS[1] if n > 1 else KINDS[2]].append(i)
-    rng = np.random.default_rng(seed)
-    return {k: sorted(rng.choice(v, min(n_per_kind, len(v)), replace=False).tolist()) for k, v in by_kind.items()}
-
-def example_grid(model, ds: RefDataset, path=None, n_per_kind: int = 2, seed: int = 0, tokenizer=None):
-    "A figure: per kind of ground truth, `n_per_kind` examples as (ground truth | prediction) pairs; saved if `path`."
-    from matplotlib.figure import Figure
-    picks = pick_examples(ds, n_per_kind, seed)
-    ncol = 2 * n_per_kind
-    fig = Figure(figsize=(2.6 * ncol, 3.3 * len(KINDS)), dpi=100)
-    axs = fig.subplots(len(KINDS), ncol, squeeze=False)
-    rows = []
-    for r, kind in enumerate(KINDS):
-        for c in range(n_per_kind):
-            a_gt, a_pr = axs[r, 2 * c], axs[r, 2 * c + 1]
-            a_gt.set_axis_off(); a_pr.set_axis_off()
-            if c >= len(picks[kind]): continue
-            ri, sj = ds.items[picks[kind][c]]
-            ref = ds.refs[ri]; sent = ref['sentences'][sj]['sent']
-            img = load_image(ds.index.image_path(ref['image_id']))
-            gt = ref_mask(ref, ds.index)
-            p = predict(model, img, sent, tokenizer=tokenizer)
-            gt_nt = not target_ann_ids(ref)
-            a_gt.imshow(overlay(img, gt, sent, gt_nt, header=f'{kind}: ground truth', color=(40, 160, 40), min_side=192))
-            a_pr.imshow(overlay(img, p['mask'], sent, p['no_target'], p['score'], p['nt_prob'], header='prediction', min_side=192))
-            inter, union = (gt & p['raw_mask']).sum(), (gt | p['raw_mask']).sum()
-            rows.append(dict(kind=kind, ref_id=int(ref['ref_id']), sentence=sent, gt_no_target=gt_nt,
-                             pred_no_target=p['no_target'], nt_prob=round(p['nt_prob'], 4),
-                             iou=round(float(inter / union), 4) if union else None))
-    fig.tight_layout()
-    if path is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        FigureCanvasAgg(fig).print_png(str(path))
-    return fig, rows
 
 # %% ../nbs/12a_demo.ipynb #e3bed998
 GOALS = {'gIoU': 80.0, 'N-acc': 80.0}   # what the demo should reach on synthetic val

@@ -18,7 +18,7 @@ from .data import DataError, expression_warnings, image_to_tensor, load_image, l
 from .evaluate import _model_device
 
 # %% auto #0
-__all__ = ['predict', 'decision_text', 'overlay', 'mabp_predict']
+__all__ = ['predict', 'example_grid', 'mabp_predict']
 
 # %% ../nbs/12_inference.ipynb #d3541357
 def _check_text(text) -> str:
@@ -52,73 +52,39 @@ def predict(model,            # a trained `MABP` (uses `model.cfg.image_size`, `
                 score=float(out['score'][0]), nt_prob=float(out['nt_prob'][0]),
                 raw_mask=out['raw_mask'][0].cpu().numpy())
 
-# %% ../nbs/12_inference.ipynb #fd7063f7
-def _font(size: int):
-    try: return ImageFont.load_default(size=size)
-    except Exception: return ImageFont.load_default()                     # Pillow without FreeType
+# %% ../nbs/12_inference.ipynb #a0463519
+from .drawing import KINDS, pick_examples
 
-def _wrap(draw, text: str, font, width: int) -> list[str]:
-    "Greedy word wrap of `text` to `width` pixels."
-    lines, cur = [], ''
-    for w in text.split():
-        cand = f'{cur} {w}'.strip()
-        if cur and draw.textlength(cand, font=font) > width: lines.append(cur); cur = w
-        else: cur = cand
-    return lines + [cur] if cur else lines
-
-def _erode(mask: np.ndarray, r: int) -> np.ndarray:
-    "Binary erosion of a (H,W) bool mask with a (2r+1)^2 square."
-    im = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MinFilter(2 * r + 1))
-    return np.asarray(im) > 127
-
-def decision_text(mask, no_target: bool, score: float | None = None, nt_prob: float | None = None) -> str:
-    "'no target (p=0.93)' or 'target: 12.3% of image (score 0.81)'."
-    if no_target: return 'no target' + (f' (p={nt_prob:.2f})' if nt_prob is not None else '')
-    s = f'target: {100 * float(np.asarray(mask).mean()):.1f}% of image'
-    return s + (f' (score {score:.2f})' if score is not None else '')
-
-# %% ../nbs/12_inference.ipynb #078249dd
-def overlay(image,                      # path, PIL image or array (as `load_image`)
-            mask,                       # (H,W) bool, the image's size
-            text: str = '',             # the expression, written under the image
-            no_target: bool = False,    # the decision
-            score: float | None = None, # mean foreground probability inside the mask
-            nt_prob: float | None = None,  # no-target probability (shown for "no target")
-            header: str | None = None,  # an optional first caption line, e.g. 'prediction' / 'ground truth'
-            color=(255, 40, 40),        # mask colour
-            alpha: float = 0.45,        # mask opacity
-            min_side: int = 256         # smaller images are enlarged to this short side
-           ) -> Image.Image:
-    "The image with `mask` overlaid (colour + contour) and a caption with `text` and the decision."
-    img = load_image(image)
-    mask = np.asarray(mask).astype(bool)
-    if mask.shape != (img.height, img.width):
-        raise ValueError(f"overlay: mask shape {mask.shape} differs from the image's (H, W) = {(img.height, img.width)}")
-    k = max(1, math.ceil(min_side / min(img.size)))                      # integer enlargement factor
-    if k > 1:
-        img = img.resize((img.width * k, img.height * k), Image.BILINEAR)
-        mask = np.asarray(Image.fromarray(mask).resize(img.size, Image.NEAREST)).astype(bool)
-    W, H = img.size
-    arr = np.asarray(img).astype(np.float32)
-    col = np.asarray(color, np.float32)
-    arr[mask] = (1 - alpha) * arr[mask] + alpha * col
-    edge = mask & ~_erode(mask, max(1, round(min(W, H) / 160)))           # contour, ~1/160 of the short side
-    arr[edge] = col
-    canvas = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
-    # caption
-    fs = max(11, min(W, H) // 18)
-    font, pad = _font(fs), max(4, fs // 3)
-    d = ImageDraw.Draw(canvas)
-    lines = [(header, (90, 90, 90))] if header else []
-    lines += [(l, (0, 0, 0)) for l in _wrap(d, f'"{text}"', font, W - 2 * pad)] if text else []
-    dec = decision_text(mask, no_target, score, nt_prob)
-    lines += [(l, (170, 0, 0) if no_target else (0, 110, 0)) for l in _wrap(d, dec, font, W - 2 * pad)]
-    lh = int(fs * 1.25)
-    out = Image.new('RGB', (W, H + 2 * pad + lh * len(lines)), 'white')
-    out.paste(canvas, (0, 0))
-    d = ImageDraw.Draw(out)
-    for i, (l, c) in enumerate(lines): d.text((pad, H + pad + i * lh), l, fill=c, font=font)
-    return out
+def example_grid(model, ds: RefDataset, path=None, n_per_kind: int = 2, seed: int = 0, tokenizer=None):
+    "A figure: per kind of ground truth, `n_per_kind` examples as (ground truth | prediction) pairs; saved if `path`."
+    from matplotlib.figure import Figure
+    picks = pick_examples(ds, n_per_kind, seed)
+    ncol = 2 * n_per_kind
+    fig = Figure(figsize=(2.6 * ncol, 3.3 * len(KINDS)), dpi=100)
+    axs = fig.subplots(len(KINDS), ncol, squeeze=False)
+    rows = []
+    for r, kind in enumerate(KINDS):
+        for c in range(n_per_kind):
+            a_gt, a_pr = axs[r, 2 * c], axs[r, 2 * c + 1]
+            a_gt.set_axis_off(); a_pr.set_axis_off()
+            if c >= len(picks[kind]): continue
+            ri, sj = ds.items[picks[kind][c]]
+            ref = ds.refs[ri]; sent = ref['sentences'][sj]['sent']
+            img = load_image(ds.index.image_path(ref['image_id']))
+            gt = ref_mask(ref, ds.index)
+            p = predict(model, img, sent, tokenizer=tokenizer)
+            gt_nt = not target_ann_ids(ref)
+            a_gt.imshow(overlay(img, gt, sent, gt_nt, header=f'{kind}: ground truth', color=(40, 160, 40), min_side=192))
+            a_pr.imshow(overlay(img, p['mask'], sent, p['no_target'], p['score'], p['nt_prob'], header='prediction', min_side=192))
+            inter, union = (gt & p['raw_mask']).sum(), (gt | p['raw_mask']).sum()
+            rows.append(dict(kind=kind, ref_id=int(ref['ref_id']), sentence=sent, gt_no_target=gt_nt,
+                             pred_no_target=p['no_target'], nt_prob=round(p['nt_prob'], 4),
+                             iou=round(float(inter / union), 4) if union else None))
+    fig.tight_layout()
+    if path is not None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        FigureCanvasAgg(fig).print_png(str(path))
+    return fig, rows
 
 # %% ../nbs/12_inference.ipynb #8845e211
 def _check_image_path(path, flag: str = '--out'):
