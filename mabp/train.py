@@ -28,7 +28,8 @@ from .evaluate import evaluate_model
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRESETS', 'MODEL_PRESETS', 'NO_DECAY_KEYS', 'RUN_FILES', 'TrainConfig', 'LRSchedule', 'param_groups',
            'ResumableSampler', 'EpochSeeded', 'seed_worker', 'CSVLog', 'read_log', 'plot_log', 'train_step',
-           'TrainingDiverged', 'build_train_dataset', 'train', 'parse_overrides', 'cli_config', 'mabp_train']
+           'time_train_step', 'TrainingDiverged', 'build_train_dataset', 'train', 'parse_overrides', 'cli_config',
+           'mabp_train']
 
 # %% ../nbs/10_training.ipynb #eacdc479
 SCHEDULES = ('paper', 'official', 'constant', 'cosine', 'poly')
@@ -339,6 +340,22 @@ def train_step(net, criterion, opt, batches, *, device=None, scaler=None, clip_g
     else: _step_unless(opt, ok)
     opt.zero_grad(set_to_none=True)
     return dict(sums, grad_norm=gn.detach().float(), finite=ok)
+
+# %% ../nbs/10_training.ipynb #3e47abc5
+def time_train_step(mcfg: MABPConfig, root, batch_size: int = 8, n: int = 3, lr: float = 1e-4) -> float:
+    "Median seconds of one `train_step` of `MABP(mcfg)` on real batches of `root`'s train split (after a warm-up step)."
+    seed_all(0)
+    model = MABP(mcfg).train(); crit = build_criterion(mcfg)
+    opt = torch.optim.AdamW(param_groups(model), lr=lr, fused=True)
+    ds = RefDataset(root, 'grefcoco', 'train', image_size=mcfg.image_size, max_tokens=mcfg.max_tokens,
+                    tokenizer=load_tokenizer(mcfg.text_model), train=True)
+    dl = iter(DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_refs))
+    times = []
+    for i in range(n + 1):
+        t = time.perf_counter()
+        train_step(model, crit, opt, [next(dl)], device='cpu', clip_grad_norm=1.0)
+        if i: times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 # %% ../nbs/10_training.ipynb #3e4623bf
 def _micro_batches(loader, sampler, gen, seed: int, rank: int, epoch: int, consumed: int, batch_size: int):
