@@ -17,7 +17,7 @@ from fastcore.script import Param
 from tqdm.auto import tqdm
 
 import mabp
-from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli
+from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli, refuse_overwrite, run_lock
 from .model import MABP, MABPConfig, build_criterion
 from .data import RefDataset, collate_refs, load_tokenizer
 from .synthetic import tiny_gres
@@ -381,12 +381,11 @@ def _resume_path(cfg: TrainConfig) -> Optional[Path]:
                                    "use --resume auto (continues OUT/last.pt when it exists, else starts fresh).")
         return p
     if cfg.resume == 'auto' and (out / 'last.pt').exists(): return out / 'last.pt'
-    found = [f for f in RUN_FILES if (out / f).exists()]
-    if found and not cfg.overwrite:
-        why = ('--resume auto found no last.pt to continue from' if cfg.resume == 'auto'
-               else 'this would replace them (no --resume given)')
-        raise ConfigError(f'{out} already holds a run ({", ".join(found)}) and {why}. Fix: --resume auto to continue it, '
-                          'another --out, or --overwrite to start again and replace those files.')
+    if cfg.resume == 'auto' and any((out / f).exists() for f in RUN_FILES) and not cfg.overwrite:
+        raise ConfigError(f'{out} holds a run but no last.pt to continue from (--resume auto): starting again would delete its '
+                          'log. Fix: --resume PATH to a step_*.pt, another --out, or --overwrite to start again.')
+    refuse_overwrite([out / f for f in RUN_FILES], cfg.overwrite, what="a previous run's files (no --resume given)",
+                     flag='--resume auto to continue that run, --overwrite to start again')
     return None
 
 def _config_diff(a: dict, b: dict) -> list:
@@ -423,7 +422,9 @@ def train(cfg: TrainConfig, model: Optional[MABP] = None) -> dict:
     "Train MABP as `cfg` says (one process, or DDP under torchrun); returns final numbers, metrics and written paths."
     rank, world, local, device, created = setup_distributed(cfg.device, cfg.dist_timeout_s)
     det = torch.are_deterministic_algorithms_enabled()
-    try: return _train(cfg, rank, world, device, model)
+    lock = run_lock(cfg.out_dir, 'output folder (out_dir)') if rank == 0 else contextlib.nullcontext()
+    try:
+        with lock: return _train(cfg, rank, world, device, model)
     except Exception as e:
         if world > 1 and not isinstance(e, UserError) and peer_failure(e):
             last = Path(cfg.out_dir) / 'last.pt'
@@ -539,16 +540,17 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     if is_main:
         cfg.save(out / 'config.json')
         log = CSVLog(out / 'log.csv', keep_until=step if ckpt is not None else None)
-    t0 = time.time()
+    t0, done = time.time(), (epoch, consumed)
 
     def save(tag: Optional[str] = None):
         rngs = [rng_state()]
         if world > 1:
             rngs = [None] * world; torch.distributed.all_gather_object(rngs, rng_state())
         if is_main:
+            ep, co = done                                        # the data position after the last completed step
             ck = dict(version=CHECKPOINT_VERSION, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                      scaler=scaler.state_dict(), step=step, epoch=epoch + consumed / micro_per_epoch,
-                      sampler=dict(epoch=epoch, consumed=consumed, batch_size=cfg.batch_size, world_size=world, seed=cfg.seed,
+                      scaler=scaler.state_dict(), step=step, epoch=ep + co / micro_per_epoch,
+                      sampler=dict(epoch=ep, consumed=co, batch_size=cfg.batch_size, world_size=world, seed=cfg.seed,
                                    shuffle=cfg.shuffle),
                       rng=rngs, train_config=cfg.to_dict(), model_config=mcfg.to_dict(),
                       elapsed_s=elapsed0 + time.time() - t0, torch_version=str(torch.__version__), mabp_version=mabp.__version__)
@@ -605,7 +607,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
                 lr = opt.param_groups[0]['lr']
                 terms = train_step(net, criterion, opt, batches, device=device, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
                                    amp_dtype=amp_dtype, channels_last=cfg.channels_last, world=world)
-                sched.step(); step += 1
+                sched.step(); step += 1; done = (epoch, consumed)
                 pending.append(dict(step=step, epoch=round(epoch + consumed / micro_per_epoch, 6), terms=terms, lr=lr,
                                     step_time=round(time.time() - ts, 4), elapsed=round(elapsed0 + time.time() - t0, 3)))
                 pbar.update(1)
