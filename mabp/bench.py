@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fastcore.script import Param, store_true
 
 import mabp.metrics as E
-from .core import cli, pick_device
+from .core import cli, model_device, pick_device
 from .timing import load_avg, machine_info, cpu_busy, quiet_rounds, time_interleaved, _sync, _QUIET
 from .deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_attn_naive
 from .model import MABP, MABPConfig, build_criterion, dummy_batch, micro_config
@@ -192,7 +192,7 @@ def model_setup(model, mode: str = 'infer', batch: int = 1, variant: str = 'defa
     "Inputs and a `step()` callable: inference-mode forward (`mode='infer'`) or a full training step (`'train'`)."
     if mode not in ('infer', 'train'): raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
     if variant not in VARIANTS: raise ValueError(f'unknown variant {variant!r}: expected one of {VARIANTS}')
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     img, ids, am, mask, nt = (t.to(dev) for t in dummy_batch(model.cfg, batch, seed))
     _set_sdpa(model, variant != 'mha')
     if variant == 'channels_last':

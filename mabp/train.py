@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib, csv, dataclasses, json, math, os, random, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -17,7 +18,7 @@ from fastcore.script import Param
 from tqdm.auto import tqdm
 
 import mabp
-from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli, refuse_overwrite, run_lock
+from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli, refuse_overwrite, run_lock, model_device
 from .model import MABP, MABPConfig, build_criterion
 from .data import RefDataset, collate_refs, load_tokenizer
 from .synthetic import tiny_gres
@@ -313,7 +314,7 @@ def _step_unless(opt, ok: torch.Tensor):
 def train_step(net, criterion, opt, batches, *, device=None, scaler=None, clip_grad_norm: Optional[float] = None,
                amp_dtype=None, channels_last: bool = False, world: int = 1) -> dict:
     "One optimizer step over `batches` (the micro-batches of gradient accumulation); returns tensors only, no host sync."
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = torch.device(device) if device is not None else model_device(net)
     params = [p for g in opt.param_groups for p in g['params']]
     scaled = scaler is not None and scaler.is_enabled()
     sums, loss_ok, n = {}, torch.ones((), dtype=torch.bool, device=device), len(batches)
@@ -463,21 +464,10 @@ def _warn_random_parts(mcfg: MABPConfig):
                '(--set model.backbone_weights=... model.text_model=...).')
         warnings.warn(msg); print(f'mabp_train: {msg}', flush=True)
 
-# %% ../nbs/10_training.ipynb #59f0af26
-class _Interrupted(KeyboardInterrupt):
-    "SIGTERM, raised as a KeyboardInterrupt so that the run saves and exits like on Ctrl-C."
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    import signal, threading
-    if threading.current_thread() is not threading.main_thread(): yield; return
-    def handler(signum, frame): raise _Interrupted(f'signal {signum}')
-    old = signal.signal(signal.SIGTERM, handler)
-    try: yield
-    finally: signal.signal(signal.SIGTERM, old)
-
-def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
-    is_main, out, mcfg = rank == 0, Path(cfg.out_dir), cfg.model
+# %% ../nbs/10_training.ipynb #01e51ab7
+def _setup(cfg: TrainConfig, rank: int, world: int, device, model=None) -> SimpleNamespace:
+    "Everything a run needs before its first step: data, model, loss, sampler and loader, length, optimizer, schedule, scaler."
+    is_main, mcfg = rank == 0, cfg.model
     if cfg.deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -485,9 +475,6 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     amp_on = cfg.amp is not None and device.type == 'cuda'
     if cfg.amp is not None and not amp_on and is_main: warnings.warn(f'amp={cfg.amp!r} needs CUDA: training in float32 on {device}')
     amp_dtype = (torch.bfloat16 if cfg.amp == 'bf16' else torch.float16) if amp_on else None
-    if is_main: ensure_dir(out, 'output folder (out_dir)')     # created when missing
-    ckpt_path, ckpt = _open_checkpoint(cfg, is_main)
-    if is_main and ckpt is None: _warn_random_parts(mcfg)
 
     # data first (a wrong path fails in a second, before a large model is built), then model and loss
     tokenizer = load_tokenizer(mcfg.text_model)
@@ -517,22 +504,55 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(cfg.schedule, total, cfg.warmup_steps, cfg.min_lr / cfg.lr,
                                                               steps_per_epoch=steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on and cfg.amp == 'fp16')
-    step, epoch, consumed, elapsed0 = 0, 0, 0, 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt['model'])
-        opt.load_state_dict(ckpt['optimizer']); sched.load_state_dict(ckpt['scheduler'])
-        if ckpt.get('scaler'): scaler.load_state_dict(ckpt['scaler'])
-        step, elapsed0, smp = ckpt['step'], ckpt.get('elapsed_s', 0.0), ckpt['sampler']
-        sched.lr_lambdas[0].total_steps = total                      # a resumed run may be extended
-        sched.lr_lambdas[0].steps_per_epoch = steps_per_epoch
-        epoch, consumed = smp['epoch'], smp['consumed']
-        for g, base in zip(opt.param_groups, sched.base_lrs): g['lr'] = base * sched.lr_lambdas[0](step)
-        if (smp['world_size'], smp['batch_size']) != (world, cfg.batch_size):   # keep the global sample position
-            consumed = consumed * smp['world_size'] * smp['batch_size'] // (world * cfg.batch_size)
-            if is_main: warnings.warn('world size or batch size changed since the checkpoint: data order is approximate')
-        rngs = ckpt['rng']
-        set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
-    else: seed_all(cfg.seed + rank)
+    return SimpleNamespace(model=model, criterion=criterion, tokenizer=tokenizer, ds=ds, sampler=sampler, gen=gen, loader=loader,
+                           micro_per_epoch=micro_per_epoch, total=total, steps_per_epoch=steps_per_epoch, opt=opt, sched=sched,
+                           scaler=scaler, amp_dtype=amp_dtype)
+
+# %% ../nbs/10_training.ipynb #9fb285b8
+def _restore(r: SimpleNamespace, ckpt: dict, cfg: TrainConfig, rank: int, world: int) -> tuple:
+    "Load a checkpoint into the run `r` (model, optimizer, schedule, scaler, RNGs): `(step, epoch, consumed, elapsed_s)`."
+    model, opt, sched, scaler, total = r.model, r.opt, r.sched, r.scaler, r.total
+    model.load_state_dict(ckpt['model'])
+    opt.load_state_dict(ckpt['optimizer']); sched.load_state_dict(ckpt['scheduler'])
+    if ckpt.get('scaler'): scaler.load_state_dict(ckpt['scaler'])
+    step, elapsed0, smp = ckpt['step'], ckpt.get('elapsed_s', 0.0), ckpt['sampler']
+    sched.lr_lambdas[0].total_steps = total                      # a resumed run may be extended
+    sched.lr_lambdas[0].steps_per_epoch = r.steps_per_epoch
+    epoch, consumed = smp['epoch'], smp['consumed']
+    for g, base in zip(opt.param_groups, sched.base_lrs): g['lr'] = base * sched.lr_lambdas[0](step)
+    if (smp['world_size'], smp['batch_size']) != (world, cfg.batch_size):   # keep the global sample position
+        consumed = consumed * smp['world_size'] * smp['batch_size'] // (world * cfg.batch_size)
+        if rank == 0: warnings.warn('world size or batch size changed since the checkpoint: data order is approximate')
+    rngs = ckpt['rng']
+    set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+    return step, epoch, consumed, elapsed0
+
+# %% ../nbs/10_training.ipynb #14b2fc34
+class _Interrupted(KeyboardInterrupt):
+    "SIGTERM, raised as a KeyboardInterrupt so that the run saves and exits like on Ctrl-C."
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def handler(signum, frame): raise _Interrupted(f'signal {signum}')
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
+
+
+def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
+    is_main, out, mcfg = rank == 0, Path(cfg.out_dir), cfg.model
+    if is_main: ensure_dir(out, 'output folder (out_dir)')     # created when missing
+    ckpt_path, ckpt = _open_checkpoint(cfg, is_main)           # a checkpoint of another model fails before anything is built
+    if is_main and ckpt is None: _warn_random_parts(mcfg)
+    r = _setup(cfg, rank, world, device, model)
+    model, criterion, tokenizer, ds, sampler, gen, loader = r.model, r.criterion, r.tokenizer, r.ds, r.sampler, r.gen, r.loader
+    micro_per_epoch, total, opt, sched, scaler, amp_dtype = r.micro_per_epoch, r.total, r.opt, r.sched, r.scaler, r.amp_dtype
+    if ckpt is not None: step, epoch, consumed, elapsed0 = _restore(r, ckpt, cfg, rank, world)
+    else:
+        step, epoch, consumed, elapsed0 = 0, 0, 0, 0.0
+        seed_all(cfg.seed + rank)
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
