@@ -173,6 +173,7 @@ def preset_config(preset: str = 'tiny', **overrides):
     "`MABPConfig` of a preset name: 'micro' (`micro_config()`), 'tiny', 'paper' or 'official', with field overrides."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: expected one of {PRESETS}')
     cfg = micro_config() if preset == 'micro' else getattr(MABPConfig, preset)()
+    if cfg.weight_problems(): cfg = cfg.replace(text_model='random', backbone_weights='random')   # timing needs no pretrained weights
     return cfg.replace(**overrides) if overrides else cfg
 
 def build_model(preset: str = 'tiny', device=None, seed: int = 0, **overrides):

@@ -139,8 +139,8 @@ def _load_tokenizer(path: str):
     return BertTokenizerFast.from_pretrained(path)
 
 def load_tokenizer(path=None):
-    "A `BertTokenizerFast` from a local directory (default: the uncased MiniLM one); cached per path."
-    path = Path(path or minilm_path())
+    "A `BertTokenizerFast` from a local directory (default, and for a text model at random init (`'random'`): the uncased MiniLM one, whose vocabulary is bert-base-uncased's); cached per path."
+    path = Path(minilm_path() if path in (None, 'random') else path)
     if not (path / 'vocab.txt').exists() and not (path / 'tokenizer.json').exists():
         raise FileNotFoundError(f'{path}: no tokenizer here (vocab.txt / tokenizer.json missing). '
                                 'Fix: pass the directory of a Hugging Face BERT model.')

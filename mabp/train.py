@@ -457,7 +457,7 @@ def _open_checkpoint(cfg: TrainConfig, is_main: bool):
     return ckpt_path, ckpt
 
 def _warn_random_parts(mcfg: MABPConfig):
-    parts = mcfg.random_parts() if hasattr(mcfg, 'random_parts') else ()
+    parts = mcfg.random_parts()
     if parts:
         msg = (f'RANDOM INITIALISATION of the pretrained part(s) {", ".join(parts)}: no weights are loaded for them, as the '
                'config asks. A model trained like this is not the paper\'s. Fix: give local weight paths '
@@ -476,7 +476,8 @@ def _setup(cfg: TrainConfig, rank: int, world: int, device, model=None) -> Simpl
     if cfg.amp is not None and not amp_on and is_main: warnings.warn(f'amp={cfg.amp!r} needs CUDA: training in float32 on {device}')
     amp_dtype = (torch.bfloat16 if cfg.amp == 'bf16' else torch.float16) if amp_on else None
 
-    # data first (a wrong path fails in a second, before a large model is built), then model and loss
+    # weights and data first (a wrong path fails in a second, before a large model is built), then model and loss
+    mcfg.check_weights()
     tokenizer = load_tokenizer(mcfg.text_model)
     ds = build_train_dataset(cfg, mcfg, tokenizer)
     seed_all(cfg.seed)
