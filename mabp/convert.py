@@ -130,6 +130,11 @@ OFFICIAL_RULES = [
     Rule(_P + 'MMD_self_attention.{i}.self_attn.{name}', 'layers.{i}.self_attn.attn.{name}'),
     Rule(_P + 'MMD_self_attention.{i}.norm.{p}', 'layers.{i}.self_attn.norm.{p}'),
     Rule(_P + 'transformer_ffn_layers.{i}.{name}', 'layers.{i}.ffn.{name}'),
+    # the same two attention groups under the names of their 2024 "simple version" (a checkpoint has one or the other)
+    Rule(_P + 'RIA_cross_attention.{i}.multihead_attn.{name}', 'layers.{i}.cross_attn.attn.{name}', note='2024 name'),
+    Rule(_P + 'RIA_cross_attention.{i}.norm.{p}', 'layers.{i}.cross_attn.norm.{p}', note='2024 name'),
+    Rule(_P + 'self_attention_layers.{i}.self_attn.{name}', 'layers.{i}.self_attn.attn.{name}', note='2024 name'),
+    Rule(_P + 'self_attention_layers.{i}.norm.{p}', 'layers.{i}.self_attn.norm.{p}', note='2024 name'),
     # regional supervision heads: 1/32, 1/16, 1/8, then stride 4 (fed by the query FPN)
     Rule(_P + 'decoder_norm.{i}.{p}', 'heads.{i}.norm.{p}'),
     Rule(_P + 'mask_embed.{i}.{name}', 'heads.{i}.mask_embed.{name}'),
