@@ -196,10 +196,11 @@ def map_official(state_dict: Mapping[str, Tensor], rules=None, has_target=None) 
 _SPECS = {}
 
 def model_spec(cfg: MABPConfig) -> dict:
-    "`{key: shape}` of the state dict of `MABP(cfg)`, built once on the meta device (no weights are read or allocated)."
-    key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    "`{key: shape}` of the state dict of `MABP(cfg)`, built once on the meta device (architecture only: no weights are read or allocated)."
+    arch = cfg.replace(backbone_weights=None, text_random_init=True)   # a text_model folder then gives only its config.json
+    key = json.dumps(arch.to_dict(), sort_keys=True, default=str)
     if key not in _SPECS:
-        with torch.device('meta'): m = MABP(cfg)
+        with torch.device('meta'): m = MABP(arch)
         _SPECS[key] = {k: tuple(v.shape) for k, v in m.state_dict().items()}
     return _SPECS[key]
 
