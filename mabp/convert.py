@@ -196,17 +196,19 @@ def map_official(state_dict: Mapping[str, Tensor], rules=None, has_target=None) 
 _SPECS = {}
 
 def model_spec(cfg: MABPConfig) -> dict:
-    "`{key: shape}` of the state dict of `MABP(cfg)`, built once on the meta device (architecture only: no weights are read or allocated)."
-    arch = cfg.replace(backbone_weights=None, text_random_init=True)   # a text_model folder then gives only its config.json
-    key = json.dumps(arch.to_dict(), sort_keys=True, default=str)
+    "`{key: shape}` of the state dict of `MABP(cfg)`, built once, on the meta device when no BERT folder is named (no weights read or allocated)."
+    key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
     if key not in _SPECS:
-        with torch.device('meta'): m = MABP(arch)
+        arch = cfg.replace(backbone_weights='random')
+        if cfg.text_model in (None, 'random'):
+            with torch.device('meta'): m = MABP(arch)
+        else: m = MABP(arch)                            # a BERT folder (its sizes shape the fusion layers too) is read on the CPU
         _SPECS[key] = {k: tuple(v.shape) for k, v in m.state_dict().items()}
     return _SPECS[key]
 
 def converted_config(text_model: Optional[str] = None) -> MABPConfig:
-    "The config stored with a converted checkpoint: the `official` preset (architecture only; the weights come from the checkpoint)."
-    return MABPConfig.official(bert_path=text_model)
+    "The config stored with a converted checkpoint: the `official` preset; its weights come from the checkpoint, so no pretrained file is named."
+    return MABPConfig.official(bert_path=text_model or 'random', swin_path='random')
 
 def _listing(keys, n: int = 6) -> str:
     keys = list(keys)
