@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_backbone_weights.ipynb #7f1c2427
 from __future__ import annotations
-import pickle, sys
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 import timm
 
-from .core import CheckpointError
+from .core import CheckpointError, MissingFileError, UserError, safe_pickle_load
 
 # %% auto #0
 __all__ = ['efficientnet_lite0_weights_path', 'LoadSummary', 'efficientnet_lite0_state_dict', 'load_backbone_weights']
@@ -68,26 +68,27 @@ def _read_checkpoint(path) -> dict:
     "Tensors of a local checkpoint: state dict, `{'model': ...}`/`{'state_dict': ...}`, .safetensors or detectron2 .pkl."
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f'backbone weights not found: {p} (give a local .pth/.pt/.bin/.safetensors/.pkl file; '
+        raise MissingFileError(f'backbone weights not found: {p} (give a local .pth/.pt/.bin/.safetensors/.pkl file; '
                                 'nothing is downloaded)')
     try:
         if p.suffix == '.safetensors':
             from safetensors.torch import load_file
             obj = load_file(str(p))
-        elif p.suffix == '.pkl':   # detectron2 conversions: pickled numpy arrays; only load files you trust
-            with open(p, 'rb') as fh: obj = pickle.load(fh, encoding='latin1')
+        elif p.suffix == '.pkl':   # detectron2 conversions: pickled numpy arrays, read without running code
+            obj = safe_pickle_load(p, 'backbone weights file', encoding='latin1')
         else: obj = torch.load(p, map_location='cpu', weights_only=True)
+    except UserError: raise
     except Exception as e:
-        raise RuntimeError(f'could not read backbone weights {p}: {type(e).__name__}: {e}. Expected a torch checkpoint '
+        raise CheckpointError(f'could not read backbone weights {p}: {type(e).__name__}: {e}. Expected a torch checkpoint '
                            "(a state dict or {'model': state dict}), a .safetensors or a detectron2 .pkl file") from e
     while isinstance(obj, Mapping):
         inner = next((obj[k] for k in ('model', 'state_dict', 'module') if isinstance(obj.get(k), Mapping)), None)
         if inner is None: break
         obj = inner
-    if not isinstance(obj, Mapping): raise RuntimeError(f'{p} holds a {type(obj).__name__}, not a state dict')
+    if not isinstance(obj, Mapping): raise CheckpointError(f'{p} holds a {type(obj).__name__}, not a state dict. Fix: pass a checkpoint of the backbone.')
     sd = {k: (v if isinstance(v, Tensor) else torch.as_tensor(v)) for k, v in obj.items()
           if isinstance(v, Tensor) or type(v).__module__ == 'numpy'}
-    if not sd: raise RuntimeError(f'{p} contains no tensors')
+    if not sd: raise CheckpointError(f'{p} contains no tensors. Fix: pass a checkpoint of the backbone.')
     return sd
 
 _PREFIXES = ('module.', 'backbone.', 'model.', 'encoder.', 'body.', 'visual.')

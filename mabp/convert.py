@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
+
+from . import __version__
 from torch import Tensor
 from fastcore.script import Param
 
 from .core import CheckpointError, ConfigError, MissingFileError, cli
 from .model import MABP, MABPConfig
-from .train import CHECKPOINT_VERSION, save_checkpoint
+from .checkpoint import CHECKPOINT_VERSION, save_checkpoint
 
 # %% auto #0
 __all__ = ['TRANSFORMS', 'CHECKS', 'OFFICIAL_RULES', 'Rule', 'swin_relative_position_index', 'ConversionReport', 'map_official',
@@ -352,7 +354,6 @@ def mabp_convert(checkpoint: Param("the authors' checkpoint (MABP_best.pth, or a
     sd = read_official_checkpoint(src)
     cfg = converted_config(text_model)
     ours, rep = convert_official(sd, cfg, return_report=True)
-    from mabp import __version__
     info = dict(file=str(src), bytes=src.stat().st_size, sha256=_sha256(src), tensors=len(sd), mapped=len(rep.mapped),
                 ignored=len(rep.ignored), filled=len(ours), tool='mabp_convert')
     save_checkpoint(dict(version=CHECKPOINT_VERSION, model=ours, model_config=cfg.to_dict(), converted_from=info,
