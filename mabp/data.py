@@ -271,7 +271,7 @@ class RefIndex:
         self.refs, self.ref_path, self.inst_path = refs, ref_path, inst_path
         self.images, self.dup_images = _by_id(instances['images'])
         self.anns, self.dup_anns = _by_id(instances['annotations'])
-        self.categories = {c.get('id'): c.get('name') for c in instances.get('categories') or []}
+        self.categories = {c.get('id'): c.get('name') for c in instances.get('categories') or [] if _is_int(c.get('id'))}
         n = Counter(r.get('ref_id') for r in refs if isinstance(r.get('ref_id'), (int, str)))
         self.dup_refs = {i for i, k in n.items() if k > 1}
         self.image_dir = self.root / 'images' / 'train2014'
