@@ -155,6 +155,9 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  resume: bool = False,
                  progress: bool = True) -> list:
     "Train and evaluate every run of `ablation_plan(tables, seeds)` under one step budget; append the results to `csv_path`."
+    if threads is not None and threads < 1: raise ConfigError(f'threads={threads}: must be >= 1.')
+    if eval_n is not None and eval_n < 0: raise ConfigError(f'eval_n={eval_n}: must be >= 0 (0 = every sentence).')
+    if any(int(s) < 0 for s in seeds): raise ConfigError(f'seeds={list(seeds)}: must be >= 0.')
     if threads: torch.set_num_threads(threads)
     say = print if progress else (lambda *a, **k: None)
     if root is None: root, _ = synthetic_set(repo_root() / 'data' / 'synthetic', progress=progress)

@@ -49,6 +49,7 @@ def run_demo(out_dir='runs/demo',            # checkpoint, logs, metrics, pictur
              progress: bool = True) -> dict:
     "Generate (or reuse) the synthetic benchmark, train the fixed recipe, evaluate, and write every artifact to `out_dir`."
     if steps < 1: raise ConfigError(f'steps={steps}: must be >= 1.')
+    if threads is not None and threads < 1: raise ConfigError(f'threads={threads}: must be >= 1 (or left out for torch\'s default).')
     if budget_s is not None and budget_s <= 0: raise ConfigError(f'budget={budget_s}: must be > 0 seconds.')
     t_start = time.time()
     if threads: torch.set_num_threads(threads)
