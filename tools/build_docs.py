@@ -549,7 +549,9 @@ def main():
         if not problems: print(f'{len(results_notebooks(cfg))} results notebooks: outputs present and current with their code and data')
         return 1 if problems else 0
     results = {p.name for p in results_notebooks(cfg)}
-    if a.check_results: a.only, a.preview = ','.join(Path(p).stem for p in results), True
+    if a.check_results:
+        if not results: print('no results notebook (settings.ini results_nbs) exists: nothing to check'); return 0
+        a.only, a.preview = ','.join(Path(p).stem for p in results), True
     t_all = time.time()
     proc = Path(tempfile.mkdtemp(prefix='mabp_docs_'))
     failed = []
