@@ -18,7 +18,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: test demo env export docs clean
+.PHONY: test demo env export docs results clean
 
 env: $(STAMP)
 
@@ -46,9 +46,17 @@ demo: $(STAMP)
 	@mkdir -p $(CACHE)
 	$(BIN)/mabp_demo
 
+# README.md + the site in _docs/: the real one with `quarto` on PATH, else an nbconvert preview; then the page checks
 docs: $(STAMP)
 	@mkdir -p $(CACHE)
+	$(BIN)/nbdev_export
 	$(BIN)/python tools/build_docs.py
 
+# re-execute the results notebooks (settings.ini results_nbs) in place from the committed data; commit them after
+results: $(STAMP)
+	@mkdir -p $(CACHE)
+	$(BIN)/nbdev_export
+	$(BIN)/python tools/build_docs.py --execute-results
+
 clean:
-	rm -rf _proc _docs $(CACHE)
+	rm -rf _proc _docs $(CACHE) nbs/nbdev.yml

@@ -2,7 +2,7 @@
 
 `nbdev_test` prints only "Success."; CI reads a count, so this wraps the same machinery:
 same skip flags (settings.ini `tst_flags`), same working directory, notebooks in parallel.
-Usage: python tools/test_notebooks.py [nbs] [--flags slow] [--workers 2] [--only PATTERN]
+Usage: python tools/test_notebooks.py [nbs] [--flags slow] [--workers 2] [--only PATTERN] [--docs]
 """
 import argparse, os, sys, time
 from pathlib import Path
@@ -13,8 +13,9 @@ def main():
     ap.add_argument('--flags', default='', help='space separated test flags to run (e.g. "slow")')
     ap.add_argument('--workers', type=int, default=min(os.cpu_count() or 1, 2))
     ap.add_argument('--only', default=None, help='substring a notebook name must contain')
-    ap.add_argument('--docs', action='store_true', help='also build the results pages of the docs and check their tables '
-                                                       'and figures (tools/build_docs.py --check-results), counted as one test')
+    ap.add_argument('--docs', action='store_true', help='also check that the results notebooks carry current outputs '
+                    '(tools/build_docs.py --check-stale) and that their pages show their tables and figures '
+                    '(--check-results), counted as two tests')
     a = ap.parse_args()
     from nbdev.config import get_config
     from nbdev.doclinks import nbglob
@@ -35,15 +36,15 @@ def main():
     failed = [f for f, (ok, _) in zip(files, res) if not ok]
     for f, (ok, t) in sorted(zip(files, res), key=lambda o: o[0].name):
         print(f"{'PASS' if ok else 'FAIL'}  {f.name:<32} {t:6.1f}s")
-    if a.docs:
+    if a.docs:   # two more checks, each counted as one test: see tools/build_docs.py
         import subprocess
-        td = time.time()
-        p = subprocess.run([sys.executable, str(Path(cfg.config_path) / 'tools' / 'build_docs.py'), '--check-results'],
-                           cwd=cfg.config_path, capture_output=True, text=True)
-        name = 'docs: results pages'
-        (passed if p.returncode == 0 else failed).append(Path(name))
-        if p.returncode: print(p.stdout[-3000:] + p.stderr[-3000:])
-        print(f"{'PASS' if p.returncode == 0 else 'FAIL'}  {name:<32} {time.time() - td:6.1f}s")
+        for name, flag in (('docs: results outputs current', '--check-stale'), ('docs: results pages', '--check-results')):
+            td = time.time()
+            p = subprocess.run([sys.executable, str(Path(cfg.config_path) / 'tools' / 'build_docs.py'), flag],
+                               cwd=cfg.config_path, capture_output=True, text=True)
+            (passed if p.returncode == 0 else failed).append(Path(name))
+            if p.returncode: print(p.stdout[-3000:] + p.stderr[-3000:])
+            print(f"{'PASS' if p.returncode == 0 else 'FAIL'}  {name:<32} {time.time() - td:6.1f}s")
     print(f'total {time.time()-t0:.0f}s')
     print(f'{len(passed)} passed, {len(failed)} failed')
     return 1 if failed else 0
