@@ -124,32 +124,6 @@ def variants(cls: MABPConfig, table: str) -> dict:
     raise ConfigError(f"table={table!r}: expected 'V' or 'VI'. Fix: pass 'V' or 'VI'.")
 
 # %% ../nbs/09_model.ipynb #0f03aa65
-_OLD_FIELDS = ('text_random_init',)   # read from configs written before `text_model='random'` existed
-
-def _migrate(d: dict) -> dict:
-    "An MABPConfig dict of an earlier format in today's fields (`text_random_init`)."
-    d = dict(d)
-    old_full = 'text_random_init' in d and 'attn_mask_rule' not in d     # a whole config written by the old class
-    if 'text_random_init' in d:
-        if _truthy(d.pop('text_random_init')) and d.get('text_model') is None: d['text_model'] = 'random'
-    p = VISUAL_PRESETS.get(VISUAL_PRESET_ALIASES.get(d.get('backbone', 'swin_b_480'), d.get('backbone', 'swin_b_480')))
-    if old_full and d.get('backbone_weights') is None and p is not None and p.needs_weights:
-        d['backbone_weights'] = 'random'                                 # what such a config built: a random Swin-B
-    return d
-
-@patch_to(MABPConfig, cls_method=True)
-def from_dict(cls: MABPConfig, d: dict, where: str = '') -> MABPConfig:
-    "A config from a dict (JSON, a checkpoint's `model_config`), reading every earlier format of the fields."
-    return FrozenConfig.from_dict.__func__(cls, _migrate(d), where)
-
-@patch_to(MABPConfig)
-def replace(self: MABPConfig, **kw) -> MABPConfig:
-    "A copy with some fields changed (the old `text_random_init` is read as `text_model='random'`)."
-    if 'text_random_init' in kw:
-        kw = dict(kw)
-        if _truthy(kw.pop('text_random_init')) and kw.get('text_model', self.text_model) is None: kw['text_model'] = 'random'
-    return FrozenConfig.replace(self, **kw)
-
 @patch_to(MABPConfig)
 def random_parts(self: MABPConfig) -> tuple:
     "Names of the pretrained parts this config initialises at random (`'text_model'`, `'backbone_weights'`): warn about them."
@@ -182,6 +156,33 @@ def check_weights(self: MABPConfig):
         raise ConfigError('MABPConfig: ' + '; '.join(probs) + '. Fix: pass local weights (MABPConfig.paper(bert_path=DIR, swin_path=FILE), '
                           'or --set model.text_model=/path/to/bert-base-uncased model.backbone_weights=/path/to/'
                           "swin_base_patch4_window12_384_22k.pth), or 'random' for a part you mean to train from random initialisation.")
+
+# %% ../nbs/09_model.ipynb #29a0d3f8
+_OLD_FIELDS = ('text_random_init',)   # read from configs written before `text_model='random'` existed
+
+def _migrate(d: dict) -> dict:
+    "An MABPConfig dict of an earlier format in today's fields (`text_random_init`)."
+    d = dict(d)
+    old_full = 'text_random_init' in d and 'attn_mask_rule' not in d     # a whole config written by the old class
+    if 'text_random_init' in d:
+        if _truthy(d.pop('text_random_init')) and d.get('text_model') is None: d['text_model'] = 'random'
+    p = VISUAL_PRESETS.get(VISUAL_PRESET_ALIASES.get(d.get('backbone', 'swin_b_480'), d.get('backbone', 'swin_b_480')))
+    if old_full and d.get('backbone_weights') is None and p is not None and p.needs_weights:
+        d['backbone_weights'] = 'random'                                 # what such a config built: a random Swin-B
+    return d
+
+@patch_to(MABPConfig, cls_method=True)
+def from_dict(cls: MABPConfig, d: dict, where: str = '') -> MABPConfig:
+    "A config from a dict (JSON, a checkpoint's `model_config`), reading every earlier format of the fields."
+    return FrozenConfig.from_dict.__func__(cls, _migrate(d), where)
+
+@patch_to(MABPConfig)
+def replace(self: MABPConfig, **kw) -> MABPConfig:
+    "A copy with some fields changed (the old `text_random_init` is read as `text_model='random'`)."
+    if 'text_random_init' in kw:
+        kw = dict(kw)
+        if _truthy(kw.pop('text_random_init')) and kw.get('text_model', self.text_model) is None: kw['text_model'] = 'random'
+    return FrozenConfig.replace(self, **kw)
 
 # %% ../nbs/09_model.ipynb #4f3c17cb
 def micro_config(preset: str = 'tiny', **kw) -> MABPConfig:
