@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
+from fastcore.basics import patch_to
+
 import timm
 from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 
@@ -165,6 +167,13 @@ def _to_nchw(tokens: Tensor, H: int, W: int) -> Tensor:
     B, N, C = tokens.shape
     return tokens.transpose(1, 2).reshape(B, C, H, W).contiguous()   # (B, HW, C) -> (B, C, HW) -> (B, C, H, W)
 
+def _renorm_affine(input_mean: Optional[Sequence[float]], input_std: Optional[Sequence[float]]) -> tuple[Tensor, Tensor]:
+    "(scale, shift), each (1, 3, 1, 1): `x * scale + shift` renormalises an ImageNet-normalised image to (`input_mean`, `input_std`); None = ImageNet."
+    mw, sw = torch.tensor(input_mean or IMAGENET_MEAN), torch.tensor(input_std or IMAGENET_STD)
+    mi, si = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    return (si / sw).view(1, 3, 1, 1), ((mi - mw) / sw).view(1, 3, 1, 1)
+
+# %% ../nbs/03_encoders.ipynb #084c42d6
 class VisualEncoder(nn.Module):
     "A timm backbone returning 4 NCHW maps at strides 4/8/16/32, with PWAM language fusion + gate after every stage."
     def __init__(self,
@@ -202,28 +211,13 @@ class VisualEncoder(nn.Module):
         self.norms = nn.ModuleList((nn.LayerNorm(c) if out_norm else nn.Identity()) for c in self.channels)
         self.renorm = input_mean is not None or input_std is not None
         if self.renorm:   # x_in = (x*std_in + mean_in - mean_w) / std_w with (mean_in, std_in) = ImageNet
-            mw, sw = torch.tensor(input_mean or IMAGENET_MEAN), torch.tensor(input_std or IMAGENET_STD)
-            mi, si = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-            self.register_buffer('in_scale', (si / sw).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer('in_shift', ((mi - mw) / sw).view(1, 3, 1, 1), persistent=False)
+            scale, shift = _renorm_affine(input_mean, input_std)
+            self.register_buffer('in_scale', scale, persistent=False)
+            self.register_buffer('in_shift', shift, persistent=False)
         self._ctx = None
         for i, name in enumerate(self.stage_names):
             net.get_submodule(name).register_forward_hook(functools.partial(self._stage_hook, i))
         self.load_summary = load_backbone_weights(self, pretrained_path, strict=True) if pretrained_path is not None else None
-
-    @classmethod
-    def from_preset(cls, name: str, pretrained: bool = True, **overrides) -> 'VisualEncoder':
-        "Build a named preset (`VISUAL_PRESETS`); `pretrained` loads the preset's default local weights when it has some."
-        name = VISUAL_PRESET_ALIASES.get(name, name)
-        if name not in VISUAL_PRESETS: raise ConfigError(f'unknown visual preset {name!r}. Fix: use one of {sorted(VISUAL_PRESETS)}.')
-        p = VISUAL_PRESETS[name]
-        kw = dict(backbone=p.backbone, img_size=p.img_size, drop_path_rate=p.drop_path_rate, **p.timm_kwargs)
-        if p.mean != IMAGENET_MEAN or p.std != IMAGENET_STD: kw.update(input_mean=p.mean, input_std=p.std)
-        if overrides.get('pretrained_path', 0) is None: overrides.pop('pretrained_path')
-        if pretrained and p.default_weights is not None and 'pretrained_path' not in overrides:
-            kw['pretrained_path'] = p.default_weights()
-        kw.update(overrides)
-        return cls(**kw)
 
     def _stage_hook(self, i: int, module: nn.Module, inputs, output: Tensor):
         ctx = self._ctx
@@ -242,36 +236,20 @@ class VisualEncoder(nn.Module):
         x = x + self.gates[i](f)                         # main path: x + gate(f) * f
         return x.reshape(B, H, W, C) if self.channels_last else x.transpose(1, 2).reshape(B, C, H, W)
 
-    def forward_features(self, images: Tensor, words: Optional[Tensor] = None, word_mask: Optional[Tensor] = None) -> dict:
-        "dict(features=[4 x (B, C_i, H/s_i, W/s_i)] fused + normed maps, stages=[4 raw stage outputs before fusion, NCHW])."
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f'images must be (B, 3, H, W), got {tuple(images.shape)}')
-        if self.fusion is not None:
-            if words is None:
-                raise ValueError('fusion=True needs words (B, L, text_dim) and word_mask (B, L); '
-                                 'build VisualEncoder(fusion=False) for an image-only backbone')
-            if words.ndim != 3 or words.shape[0] != images.shape[0] or words.shape[-1] != self.text_dim:
-                raise ValueError(f'words must be (B={images.shape[0]}, L, {self.text_dim}), got {tuple(words.shape)}')
-            word_mask = torch.ones(words.shape[:2], dtype=torch.bool, device=words.device) if word_mask is None else word_mask.bool()
-            if word_mask.shape != words.shape[:2]:
-                raise ValueError(f'word_mask must be {tuple(words.shape[:2])}, got {tuple(word_mask.shape)}')
-        if self.renorm: images = images * self.in_scale + self.in_shift
-        self._ctx = ctx = dict(words=words, mask=word_mask)
-        try: self.backbone.forward_features(images)
-        finally: self._ctx = None
-        if any(i not in ctx for i in range(4)):
-            raise RuntimeError(f'stage hooks did not run for {self.stage_names}: something bypassed the stage modules '
-                               '(e.g. timm gradient checkpointing that flattens stages); disable it')
-        feats, stages = [], []
-        for i in range(4):
-            y, f, H, W = ctx[i]
-            feats.append(_to_nchw(self.norms[i](f), H, W))
-            stages.append(y.permute(0, 3, 1, 2) if self.channels_last else y)   # (B, H, W, C) -> (B, C, H, W)
-        return dict(features=feats, stages=stages)
-
-    def forward(self, images: Tensor, words: Optional[Tensor] = None, word_mask: Optional[Tensor] = None) -> list:
-        "images (B, 3, H, W), words (B, L, C_L) | None, word_mask (B, L) bool | None -> [s4, s8, s16, s32] NCHW maps."
-        return self.forward_features(images, words, word_mask)['features']
+# %% ../nbs/03_encoders.ipynb #6ed7c3ca
+@patch_to(VisualEncoder, cls_method=True)
+def from_preset(cls, name: str, pretrained: bool = True, **overrides) -> VisualEncoder:
+    "Build a named preset (`VISUAL_PRESETS`); `pretrained` loads the preset's default local weights when it has some."
+    name = VISUAL_PRESET_ALIASES.get(name, name)
+    if name not in VISUAL_PRESETS: raise ConfigError(f'unknown visual preset {name!r}. Fix: use one of {sorted(VISUAL_PRESETS)}.')
+    p = VISUAL_PRESETS[name]
+    kw = dict(backbone=p.backbone, img_size=p.img_size, drop_path_rate=p.drop_path_rate, **p.timm_kwargs)
+    if p.mean != IMAGENET_MEAN or p.std != IMAGENET_STD: kw.update(input_mean=p.mean, input_std=p.std)
+    if overrides.get('pretrained_path', 0) is None: overrides.pop('pretrained_path')
+    if pretrained and p.default_weights is not None and 'pretrained_path' not in overrides:
+        kw['pretrained_path'] = p.default_weights()
+    kw.update(overrides)
+    return cls(**kw)
 
 def swin_b_480(pretrained_path: Optional[str] = None, **kw) -> VisualEncoder:
     "Paper preset: Swin-B (window 12, ImageNet-22K 384 weights from a local file) at 480 px, drop-path 0.3."
@@ -286,6 +264,40 @@ swin_mini = swin_micro   # the old name, kept for one release
 def effnet_lite0(pretrained: bool = True, **kw) -> VisualEncoder:
     "Small real backbone: timm `tf_efficientnet_lite0` with the offline ImageNet weights (strides 4-32: 24/40/112/320 ch)."
     return VisualEncoder.from_preset('effnet_lite0', pretrained=pretrained, **kw)
+
+# %% ../nbs/03_encoders.ipynb #c5d53af5
+@patch_to(VisualEncoder)
+def forward_features(self: VisualEncoder, images: Tensor, words: Optional[Tensor] = None, word_mask: Optional[Tensor] = None) -> dict:
+    "dict(features=[4 x (B, C_i, H/s_i, W/s_i)] fused + normed maps, stages=[4 raw stage outputs before fusion, NCHW])."
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f'images must be (B, 3, H, W), got {tuple(images.shape)}')
+    if self.fusion is not None:
+        if words is None:
+            raise ValueError('fusion=True needs words (B, L, text_dim) and word_mask (B, L); '
+                             'build VisualEncoder(fusion=False) for an image-only backbone')
+        if words.ndim != 3 or words.shape[0] != images.shape[0] or words.shape[-1] != self.text_dim:
+            raise ValueError(f'words must be (B={images.shape[0]}, L, {self.text_dim}), got {tuple(words.shape)}')
+        word_mask = torch.ones(words.shape[:2], dtype=torch.bool, device=words.device) if word_mask is None else word_mask.bool()
+        if word_mask.shape != words.shape[:2]:
+            raise ValueError(f'word_mask must be {tuple(words.shape[:2])}, got {tuple(word_mask.shape)}')
+    if self.renorm: images = images * self.in_scale + self.in_shift
+    self._ctx = ctx = dict(words=words, mask=word_mask)
+    try: self.backbone.forward_features(images)
+    finally: self._ctx = None
+    if any(i not in ctx for i in range(4)):
+        raise RuntimeError(f'stage hooks did not run for {self.stage_names}: something bypassed the stage modules '
+                           '(e.g. timm gradient checkpointing that flattens stages); disable it')
+    feats, stages = [], []
+    for i in range(4):
+        y, f, H, W = ctx[i]
+        feats.append(_to_nchw(self.norms[i](f), H, W))
+        stages.append(y.permute(0, 3, 1, 2) if self.channels_last else y)   # (B, H, W, C) -> (B, C, H, W)
+    return dict(features=feats, stages=stages)
+
+@patch_to(VisualEncoder)
+def forward(self: VisualEncoder, images: Tensor, words: Optional[Tensor] = None, word_mask: Optional[Tensor] = None) -> list:
+    "images (B, 3, H, W), words (B, L, C_L) | None, word_mask (B, L) bool | None -> [s4, s8, s16, s32] NCHW maps."
+    return self.forward_features(images, words, word_mask)['features']
 
 # %% ../nbs/03_encoders.ipynb #b63e459a
 @contextlib.contextmanager
@@ -312,6 +324,36 @@ def _check_bert_dir(path, need_weights: bool = True) -> Path:
                                 'use random_init=True to build the architecture from config.json at random init')
     return p
 
+# %% ../nbs/03_encoders.ipynb #07326581
+def _random_bert(path: Optional[str] = None):
+    "(BertModel at random init, its vocabulary directory): the architecture of `path`'s config.json, or `BertConfig()` (bert-base) for None."
+    from transformers import BertConfig, BertModel
+    if path is not None:
+        p = _check_bert_dir(path, need_weights=False)
+        config = BertConfig.from_pretrained(str(p))
+        vocab_dir = p if (p / 'vocab.txt').is_file() else Path(minilm_path())
+    else: config, vocab_dir = BertConfig(), Path(minilm_path())
+    n_vocab = sum(1 for _ in open(vocab_dir / 'vocab.txt', encoding='utf-8'))
+    if n_vocab != config.vocab_size:
+        raise ValueError(f'{vocab_dir / "vocab.txt"} has {n_vocab} tokens but the model expects {config.vocab_size}')
+    with _quiet_transformers(): bert = BertModel(config, add_pooling_layer=False)
+    return bert, vocab_dir
+
+def _pretrained_bert(path: Optional[str] = None):
+    "(BertModel, its directory, load report) from a complete local directory (None: the offline MiniLM); incomplete weights raise."
+    from transformers import BertModel
+    vocab_dir = _check_bert_dir(path if path is not None else minilm_path())
+    with _quiet_transformers():   # their report is checked below instead: an error if incomplete, the load report otherwise
+        bert, info = BertModel.from_pretrained(str(vocab_dir), add_pooling_layer=False, output_loading_info=True)
+    missing, bad = sorted(info['missing_keys']), [str(k) for k in info['mismatched_keys']]
+    if missing or bad:
+        raise CheckpointError(f'{vocab_dir}: the weights lack {len(missing)} tensor(s) the BERT of its config.json needs'
+                              f'{(" (" + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "") + ")") if missing else ""}'
+                              f'{"; shape mismatches: " + ", ".join(bad[:8]) if bad else ""}. Fix: use a complete Hugging Face '
+                              "BERT directory, or text_model='random' to train it from random initialisation.")
+    return bert, vocab_dir, dict(skipped=sorted(info['unexpected_keys']))   # tensors of the file the encoder does not use (e.g. the pooler)
+
+# %% ../nbs/03_encoders.ipynb #0b09ad4c
 class TextEncoder(nn.Module):
     "BERT word features (last hidden state, no pooler) from a local directory, or the bert-base architecture at random init."
     def __init__(self,
@@ -319,29 +361,8 @@ class TextEncoder(nn.Module):
                  random_init: bool = False,   # build from config (path's config.json, else BertConfig() = bert-base) without weights
                  trainable_layers=None):      # None: all train; 'official': encoder layers 0..9 train, rest frozen; or layer indices
         super().__init__()
-        from transformers import BertConfig, BertModel
-        if random_init:
-            if path is not None:
-                p = _check_bert_dir(path, need_weights=False)
-                config = BertConfig.from_pretrained(str(p))
-                vocab_dir = p if (p / 'vocab.txt').is_file() else Path(minilm_path())
-            else: config, vocab_dir = BertConfig(), Path(minilm_path())
-            n_vocab = sum(1 for _ in open(vocab_dir / 'vocab.txt', encoding='utf-8'))
-            if n_vocab != config.vocab_size:
-                raise ValueError(f'{vocab_dir / "vocab.txt"} has {n_vocab} tokens but the model expects {config.vocab_size}')
-            with _quiet_transformers(): self.bert = BertModel(config, add_pooling_layer=False)
-            self.load_report = None
-        else:
-            vocab_dir = _check_bert_dir(path if path is not None else minilm_path())
-            with _quiet_transformers():   # their report is checked below instead: an error if incomplete, `load_report` otherwise
-                self.bert, info = BertModel.from_pretrained(str(vocab_dir), add_pooling_layer=False, output_loading_info=True)
-            missing, bad = sorted(info['missing_keys']), [str(k) for k in info['mismatched_keys']]
-            if missing or bad:
-                raise CheckpointError(f'{vocab_dir}: the weights lack {len(missing)} tensor(s) the BERT of its config.json needs'
-                                      f'{(" (" + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "") + ")") if missing else ""}'
-                                      f'{"; shape mismatches: " + ", ".join(bad[:8]) if bad else ""}. Fix: use a complete Hugging Face '
-                                      "BERT directory, or text_model='random' to train it from random initialisation.")
-            self.load_report = dict(skipped=sorted(info['unexpected_keys']))   # tensors of the file the encoder does not use (e.g. the pooler)
+        if random_init: (self.bert, vocab_dir), self.load_report = _random_bert(path), None
+        else: self.bert, vocab_dir, self.load_report = _pretrained_bert(path)
         self.tokenizer_path = str(vocab_dir)   # the tokenizer (vocabulary) that goes with these weights
         self.hidden_size = self.bert.config.hidden_size
         self.num_layers = self.bert.config.num_hidden_layers

@@ -23,7 +23,7 @@ from .rsh import RegionalMaskHead, NaiveMaskHead, NoTargetBranch, RelaNTHead, Qu
 from .losses import MABPCriterion
 
 # %% auto #0
-__all__ = ['PAPER_TEXT_MODEL', 'MABPConfig', 'MABP', 'decide', 'build_criterion', 'micro_config', 'dummy_batch', 'param_table']
+__all__ = ['PAPER_TEXT_MODEL', 'MABPConfig', 'micro_config', 'dummy_batch', 'MABP', 'decide', 'build_criterion', 'param_table']
 
 # %% ../nbs/09_model.ipynb #7a39c09a
 def _truthy(v) -> bool:
@@ -124,32 +124,6 @@ def variants(cls: MABPConfig, table: str) -> dict:
     raise ConfigError(f"table={table!r}: expected 'V' or 'VI'. Fix: pass 'V' or 'VI'.")
 
 # %% ../nbs/09_model.ipynb #0f03aa65
-_OLD_FIELDS = ('text_random_init',)   # read from configs written before `text_model='random'` existed
-
-def _migrate(d: dict) -> dict:
-    "An MABPConfig dict of an earlier format in today's fields (`text_random_init`)."
-    d = dict(d)
-    old_full = 'text_random_init' in d and 'attn_mask_rule' not in d     # a whole config written by the old class
-    if 'text_random_init' in d:
-        if _truthy(d.pop('text_random_init')) and d.get('text_model') is None: d['text_model'] = 'random'
-    p = VISUAL_PRESETS.get(VISUAL_PRESET_ALIASES.get(d.get('backbone', 'swin_b_480'), d.get('backbone', 'swin_b_480')))
-    if old_full and d.get('backbone_weights') is None and p is not None and p.needs_weights:
-        d['backbone_weights'] = 'random'                                 # what such a config built: a random Swin-B
-    return d
-
-@patch_to(MABPConfig, cls_method=True)
-def from_dict(cls: MABPConfig, d: dict, where: str = '') -> MABPConfig:
-    "A config from a dict (JSON, a checkpoint's `model_config`), reading every earlier format of the fields."
-    return FrozenConfig.from_dict.__func__(cls, _migrate(d), where)
-
-@patch_to(MABPConfig)
-def replace(self: MABPConfig, **kw) -> MABPConfig:
-    "A copy with some fields changed (the old `text_random_init` is read as `text_model='random'`)."
-    if 'text_random_init' in kw:
-        kw = dict(kw)
-        if _truthy(kw.pop('text_random_init')) and kw.get('text_model', self.text_model) is None: kw['text_model'] = 'random'
-    return FrozenConfig.replace(self, **kw)
-
 @patch_to(MABPConfig)
 def random_parts(self: MABPConfig) -> tuple:
     "Names of the pretrained parts this config initialises at random (`'text_model'`, `'backbone_weights'`): warn about them."
@@ -183,6 +157,53 @@ def check_weights(self: MABPConfig):
                           'or --set model.text_model=/path/to/bert-base-uncased model.backbone_weights=/path/to/'
                           "swin_base_patch4_window12_384_22k.pth), or 'random' for a part you mean to train from random initialisation.")
 
+# %% ../nbs/09_model.ipynb #29a0d3f8
+_OLD_FIELDS = ('text_random_init',)   # read from configs written before `text_model='random'` existed
+
+def _migrate(d: dict) -> dict:
+    "An MABPConfig dict of an earlier format in today's fields (`text_random_init`)."
+    d = dict(d)
+    old_full = 'text_random_init' in d and 'attn_mask_rule' not in d     # a whole config written by the old class
+    if 'text_random_init' in d:
+        if _truthy(d.pop('text_random_init')) and d.get('text_model') is None: d['text_model'] = 'random'
+    p = VISUAL_PRESETS.get(VISUAL_PRESET_ALIASES.get(d.get('backbone', 'swin_b_480'), d.get('backbone', 'swin_b_480')))
+    if old_full and d.get('backbone_weights') is None and p is not None and p.needs_weights:
+        d['backbone_weights'] = 'random'                                 # what such a config built: a random Swin-B
+    return d
+
+@patch_to(MABPConfig, cls_method=True)
+def from_dict(cls: MABPConfig, d: dict, where: str = '') -> MABPConfig:
+    "A config from a dict (JSON, a checkpoint's `model_config`), reading every earlier format of the fields."
+    return FrozenConfig.from_dict.__func__(cls, _migrate(d), where)
+
+@patch_to(MABPConfig)
+def replace(self: MABPConfig, **kw) -> MABPConfig:
+    "A copy with some fields changed (the old `text_random_init` is read as `text_model='random'`)."
+    if 'text_random_init' in kw:
+        kw = dict(kw)
+        if _truthy(kw.pop('text_random_init')) and kw.get('text_model', self.text_model) is None: kw['text_model'] = 'random'
+    return FrozenConfig.replace(self, **kw)
+
+# %% ../nbs/09_model.ipynb #4f3c17cb
+def micro_config(preset: str = 'tiny', **kw) -> MABPConfig:
+    "A preset (its code-vs-paper switches kept) shrunk to a few-second CPU model: random micro Swin, MiniLM, hidden 32, 128 px."
+    return getattr(MABPConfig, preset)().replace(
+        image_size=128, backbone='swin_micro', backbone_weights=None, drop_path_rate=0.0, text_model=None,
+        hidden_dim=32, enc_layers=1, enc_heads=2, enc_points=2, enc_ffn_dim=64, dec_heads=2, dec_ffn_dim=64,
+        layers_per_scale=1).replace(**kw)
+
+# %% ../nbs/09_model.ipynb #fe7909a2
+def dummy_batch(cfg: MABPConfig, batch_size: int = 2, seed: int = 0):
+    "Random images, token ids (with padding) and masks of the right shapes for `cfg`."
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.randn(batch_size, 3, cfg.image_size, cfg.image_size, generator=gen)
+    ids = torch.randint(1000, 2000, (batch_size, cfg.max_tokens), generator=gen)
+    am = torch.ones_like(ids)
+    am[0, cfg.max_tokens // 2:] = 0; ids[0, cfg.max_tokens // 2:] = 0
+    mask = torch.rand(batch_size, cfg.image_size, cfg.image_size, generator=gen) > 0.7
+    nt = torch.zeros(batch_size, dtype=torch.bool); nt[-1] = True; mask[-1] = False
+    return img, ids, am, mask, nt
+
 # %% ../nbs/09_model.ipynb #3b287c2a
 def _text_args(text_model) -> dict:
     "`TextEncoder` arguments of `MABPConfig.text_model` (None = MiniLM, 'random', or a directory)."
@@ -196,6 +217,55 @@ def _build_visual(cfg: MABPConfig, text_dim: int) -> VisualEncoder:
     if cfg.backbone in VISUAL_PRESETS: return VisualEncoder.from_preset(cfg.backbone, pretrained=not random, **kw)
     return VisualEncoder(backbone=cfg.backbone, **kw)
 
+# %% ../nbs/09_model.ipynb #ccee5b02
+def _query_source(cfg: MABPConfig, text_dim: int) -> nn.Module:
+    "The initial queries, one interface: `q = source(words, mask)`, `lang = source.lang_tokens(words, mask)`."
+    if cfg.query_generator == 'off': return LearnableQueries(cfg.n_queries, cfg.hidden_dim, text_dim=text_dim)
+    return QueryGenerator(cfg.n_queries, cfg.hidden_dim, text_dim=text_dim, mode=cfg.query_generator)
+
+def _decoder_layers(cfg: MABPConfig) -> nn.ModuleList:
+    "3 x `layers_per_scale` layers, one interface: `layer(q, q_pos, vis, vis_pos, lang, lang_pos, attn_mask, return_attn, lang_mask)`."
+    C, n = cfg.hidden_dim, 3 * cfg.layers_per_scale
+    if cfg.decoder == 'mmd':
+        return nn.ModuleList([MMDLayer(dim=C, n_heads=cfg.dec_heads, ffn_dim=cfg.dec_ffn_dim, n_tokens=cfg.max_tokens) for _ in range(n)])
+    return nn.ModuleList([RelaLayer(dim=C, n_heads=cfg.dec_heads, ffn_dim=cfg.dec_ffn_dim, rla=i == 0) for i in range(n)])   # RLA: layer 0 only
+
+def _mask_heads(cfg: MABPConfig) -> nn.ModuleList:
+    "The 4 mask heads (coarse to fine), one interface: `head(q, feats)`, `head.attn_logits(q, feats, out)`, `head.window_mask(H, W, g)`."
+    C = cfg.hidden_dim
+    return nn.ModuleList([RegionalMaskHead(dim=C, attn_mask_rule=cfg.attn_mask_rule) if cfg.mask_head == 'rsh'
+                          else NaiveMaskHead(dim=C) for _ in range(4)])
+
+def _nt_heads(cfg: MABPConfig, grid_sizes: list) -> nn.ModuleList | None:
+    "The 4 no-target heads (None when `nt_depth == 0`), one interface: `nt(embed, feats, lang, q) -> (B, 2)`."
+    C, L = cfg.hidden_dim, cfg.max_tokens
+    if cfg.nt_depth == 0: return None
+    if cfg.mask_head == 'rsh':
+        return nn.ModuleList([NoTargetBranch(dim=C, n_queries=g * g, n_tokens=L, count_padding=cfg.nt_count_padding) for g in grid_sizes])
+    return nn.ModuleList([RelaNTHead(dim=C) for _ in range(4)])
+
+# %% ../nbs/09_model.ipynb #acc1e13a
+def _migrate_state_dict(model: MABP, sd: dict, prefix: str, *args):
+    "Load-time migration of state dicts of earlier versions (run by `load_state_dict`): the old decoder language projection, RLA in every layer."
+    moved, dropped, filled = [], [], []
+    old = [k for k in sd if k.startswith(prefix + 'lang_proj.')]
+    for k in old:
+        new = prefix + 'query_generator.' + k[len(prefix):]
+        if getattr(model.query_generator, 'lang_proj', None) is not None: sd[new] = sd.pop(k); moved.append(k)
+        else: sd.pop(k); dropped.append(k)
+    for k in [k for k in sd if re.match(re.escape(prefix) + r'layers\.\d+\.rla\.', k)]:
+        i = int(k[len(prefix):].split('.')[1])
+        if i < len(model.layers) and getattr(model.layers[i], 'rla', 1) is None: sd.pop(k); dropped.append(k)
+    for i, layer in enumerate(model.layers):
+        k = f'{prefix}layers.{i}.rla_gate'
+        if getattr(layer, 'rla_gate', None) is not None and k not in sd and any(x.startswith(f'{prefix}layers.{i}.rla.') for x in sd):
+            sd[k] = layer.rla_gate.detach().clone(); filled.append(k)
+    if moved or dropped or filled:
+        warnings.warn(f'MABP: state dict of an earlier version: moved {len(moved)} tensors into query_generator.lang_proj, dropped '
+                      f'{len(dropped)} ({", ".join(sorted({".".join(k.split(".")[:2]) for k in dropped})) or "none"}), initialised '
+                      f'{len(filled)} new RLA gates; the model computes the current decoder (see the differences page).')
+
+# %% ../nbs/09_model.ipynb #846f76d8
 class MABP(nn.Module):
     "MABP (Li et al., *Bring Adaptive Binding Prototypes to Generalized Referring Expression Segmentation*), Fig. 3 (a)."
     def __init__(self, cfg: MABPConfig):
@@ -210,29 +280,20 @@ class MABP(nn.Module):
                                                       n_layers=cfg.enc_layers, n_heads=cfg.enc_heads, n_points=cfg.enc_points,
                                                       ffn_dim=cfg.enc_ffn_dim)
         # query source, one interface: q = source(words, mask), lang = source.lang_tokens(words, mask)
-        self.query_generator = (LearnableQueries(cfg.n_queries, C, text_dim=Ct) if cfg.query_generator == 'off'
-                                else QueryGenerator(cfg.n_queries, C, text_dim=Ct, mode=cfg.query_generator))
+        self.query_generator = _query_source(cfg, Ct)
         # learnable positions and level embedding, N(0, 1) as the authors' nn.Embedding tables
         self.query_pos = nn.Parameter(torch.randn(cfg.n_queries, C))    # (N0, C) query positions
         self.lang_pos = nn.Parameter(torch.randn(L, C))                 # (L, C) language positions
         self.level_embed = nn.Parameter(torch.randn(3, C))              # (3, C) added to the scale's features
         self.pos_embed = PositionEmbeddingSine(C // 2, normalize=True)
         # decoder layers, one interface: layer(q, q_pos, vis, vis_pos, lang, lang_pos, attn_mask, return_attn, lang_mask)
-        n = 3 * cfg.layers_per_scale
-        self.layers = nn.ModuleList(
-            [MMDLayer(dim=C, n_heads=cfg.dec_heads, ffn_dim=cfg.dec_ffn_dim, n_tokens=L) for _ in range(n)] if cfg.decoder == 'mmd'
-            else [RelaLayer(dim=C, n_heads=cfg.dec_heads, ffn_dim=cfg.dec_ffn_dim, rla=i == 0) for i in range(n)])
+        self.layers = _decoder_layers(cfg)
         # mask heads, one interface: head(q, feats), head.attn_logits(q, feats, out), head.window_mask(H, W, g)
-        self.heads = nn.ModuleList([RegionalMaskHead(dim=C, attn_mask_rule=cfg.attn_mask_rule) if cfg.mask_head == 'rsh'
-                                    else NaiveMaskHead(dim=C) for _ in range(4)])
+        self.heads = _mask_heads(cfg)
         self.query_fpn = QueryFPN(dim=C)
         self.grid_sizes = [g0, 2 * g0, 4 * g0, 4 * g0]          # query grid side per head
         # no-target heads, one interface: nt(embed, feats, lang, q) -> (B, 2)
-        if cfg.nt_depth == 0: self.nt_heads = None
-        elif cfg.mask_head == 'rsh':
-            self.nt_heads = nn.ModuleList([NoTargetBranch(dim=C, n_queries=g * g, n_tokens=L, count_padding=cfg.nt_count_padding)
-                                           for g in self.grid_sizes])
-        else: self.nt_heads = nn.ModuleList([RelaNTHead(dim=C) for _ in range(4)])
+        self.nt_heads = _nt_heads(cfg, self.grid_sizes)
         self._windows = {}
         self._register_load_state_dict_pre_hook(_migrate_state_dict, with_module=True)
 
@@ -242,12 +303,14 @@ class MABP(nn.Module):
         if key not in self._windows: self._windows[key] = self.heads[s].window_mask(H, W, self.grid_sizes[s], device)
         return self._windows[key]
 
-    def encode(self, image, input_ids, attention_mask):
-        "Encoders + pixel decoder: (words (B,L,Ct), word_mask (B,L), mask_features (B,C,H/4,W/4), [s32, s16, s8])."
-        words, word_mask = self.text_encoder(input_ids, attention_mask)
-        feats = self.visual_encoder(image, words, word_mask)    # an encoder without fusion ignores the words
-        mask_features, multi_scale = self.pixel_decoder(feats)
-        return words, word_mask, mask_features, multi_scale
+# %% ../nbs/09_model.ipynb #e26a9b54
+@patch_to(MABP)
+def encode(self: MABP, image, input_ids, attention_mask):
+    "Encoders + pixel decoder: (words (B,L,Ct), word_mask (B,L), mask_features (B,C,H/4,W/4), [s32, s16, s8])."
+    words, word_mask = self.text_encoder(input_ids, attention_mask)
+    feats = self.visual_encoder(image, words, word_mask)    # an encoder without fusion ignores the words
+    mask_features, multi_scale = self.pixel_decoder(feats)
+    return words, word_mask, mask_features, multi_scale
 
 # %% ../nbs/09_model.ipynb #a478e985
 @patch_to(MABP)
@@ -265,6 +328,7 @@ def forward_prediction_heads(self: MABP, s: int, q: torch.Tensor, feats: torch.T
         res['attn_mask'] = region_attention_mask(logits, self.window_mask(s, *feats.shape[-2:], feats.device))  # (B, N, h*w)
     return res
 
+# %% ../nbs/09_model.ipynb #db9e3c87
 @patch_to(MABP)
 def forward(self: MABP, image, input_ids, attention_mask, return_attn: bool = False, return_embed: bool = False) -> dict:
     "Logit maps of the 4 heads (coarse to fine) and their no-target logits; optionally attention maps and embeddings."
@@ -297,37 +361,6 @@ def forward(self: MABP, image, input_ids, attention_mask, return_attn: bool = Fa
     if return_embed: res['embed'] = [o['embed'] for o in outs]
     return res
 
-@patch_to(MABP)
-@torch.no_grad()
-def predict(self: MABP, image, input_ids, attention_mask, out_size=None) -> dict:
-    "The inference rule: final head, bilinear to `out_size`, sigmoid > 0.5, and the no-target decision of `cfg.nt_rule`."
-    was_training = self.training
-    self.eval()
-    try: out = self(image, input_ids, attention_mask)
-    finally: self.train(was_training)
-    return decide(out, self.cfg, out_size or tuple(image.shape[-2:]))
-
-# %% ../nbs/09_model.ipynb #acc1e13a
-def _migrate_state_dict(model: MABP, sd: dict, prefix: str, *args):
-    "Load-time migration of state dicts of earlier versions (run by `load_state_dict`): the old decoder language projection, RLA in every layer."
-    moved, dropped, filled = [], [], []
-    old = [k for k in sd if k.startswith(prefix + 'lang_proj.')]
-    for k in old:
-        new = prefix + 'query_generator.' + k[len(prefix):]
-        if getattr(model.query_generator, 'lang_proj', None) is not None: sd[new] = sd.pop(k); moved.append(k)
-        else: sd.pop(k); dropped.append(k)
-    for k in [k for k in sd if re.match(re.escape(prefix) + r'layers\.\d+\.rla\.', k)]:
-        i = int(k[len(prefix):].split('.')[1])
-        if i < len(model.layers) and getattr(model.layers[i], 'rla', 1) is None: sd.pop(k); dropped.append(k)
-    for i, layer in enumerate(model.layers):
-        k = f'{prefix}layers.{i}.rla_gate'
-        if getattr(layer, 'rla_gate', None) is not None and k not in sd and any(x.startswith(f'{prefix}layers.{i}.rla.') for x in sd):
-            sd[k] = layer.rla_gate.detach().clone(); filled.append(k)
-    if moved or dropped or filled:
-        warnings.warn(f'MABP: state dict of an earlier version: moved {len(moved)} tensors into query_generator.lang_proj, dropped '
-                      f'{len(dropped)} ({", ".join(sorted({".".join(k.split(".")[:2]) for k in dropped})) or "none"}), initialised '
-                      f'{len(filled)} new RLA gates; the model computes the current decoder (see the differences page).')
-
 # %% ../nbs/09_model.ipynb #f1a8280d
 def decide(out: dict, cfg: MABPConfig, out_size) -> dict:
     "Masks and no-target decisions from the raw outputs of `MABP.forward`."
@@ -343,31 +376,22 @@ def decide(out: dict, cfg: MABPConfig, out_size) -> dict:
     fg = (prob * raw).flatten(1).sum(1) / raw.flatten(1).sum(1).clamp(min=1)
     return dict(mask=raw & ~nt[:, None, None], raw_mask=raw, no_target=nt, nt_prob=nt_prob, score=fg)
 
+# %% ../nbs/09_model.ipynb #4fcab820
+@patch_to(MABP)
+@torch.no_grad()
+def predict(self: MABP, image, input_ids, attention_mask, out_size=None) -> dict:
+    "The inference rule: final head, bilinear to `out_size`, sigmoid > 0.5, and the no-target decision of `cfg.nt_rule`."
+    was_training = self.training
+    self.eval()
+    try: out = self(image, input_ids, attention_mask)
+    finally: self.train(was_training)
+    return decide(out, self.cfg, out_size or tuple(image.shape[-2:]))
+
 # %% ../nbs/09_model.ipynb #a4cdf2d4
 def build_criterion(cfg: MABPConfig) -> MABPCriterion:
     "The training loss of Eq. 2-4 configured by the preset (deep supervision depths, GT downsampling, entropy weights)."
     return MABPCriterion(main_depth=cfg.main_depth, nt_depth=cfg.nt_depth, gt_mode=cfg.gt_downsample,
                          entropy_weighting=cfg.entropy_weighting)
-
-# %% ../nbs/09_model.ipynb #4f3c17cb
-def micro_config(preset: str = 'tiny', **kw) -> MABPConfig:
-    "A preset (its code-vs-paper switches kept) shrunk to a few-second CPU model: random micro Swin, MiniLM, hidden 32, 128 px."
-    return getattr(MABPConfig, preset)().replace(
-        image_size=128, backbone='swin_micro', backbone_weights=None, drop_path_rate=0.0, text_model=None,
-        hidden_dim=32, enc_layers=1, enc_heads=2, enc_points=2, enc_ffn_dim=64, dec_heads=2, dec_ffn_dim=64,
-        layers_per_scale=1).replace(**kw)
-
-# %% ../nbs/09_model.ipynb #fe7909a2
-def dummy_batch(cfg: MABPConfig, batch_size: int = 2, seed: int = 0):
-    "Random images, token ids (with padding) and masks of the right shapes for `cfg`."
-    gen = torch.Generator().manual_seed(seed)
-    img = torch.randn(batch_size, 3, cfg.image_size, cfg.image_size, generator=gen)
-    ids = torch.randint(1000, 2000, (batch_size, cfg.max_tokens), generator=gen)
-    am = torch.ones_like(ids)
-    am[0, cfg.max_tokens // 2:] = 0; ids[0, cfg.max_tokens // 2:] = 0
-    mask = torch.rand(batch_size, cfg.image_size, cfg.image_size, generator=gen) > 0.7
-    nt = torch.zeros(batch_size, dtype=torch.bool); nt[-1] = True; mask[-1] = False
-    return img, ids, am, mask, nt
 
 # %% ../nbs/09_model.ipynb #a01eabc9
 def param_table(model: MABP):
