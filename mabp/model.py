@@ -18,6 +18,7 @@ from .query_generator import QueryGenerator, LearnableQueries
 from .mmd import MMDLayer, RelaLayer, region_attention_mask, upsample_queries
 from .rsh import RegionalMaskHead, NaiveMaskHead, NoTargetBranch, RelaNTHead, QueryFPN, own_window_mask, check_windows
 from .losses import MABPCriterion
+from .hub import MABPHubMixin
 
 # %% auto #0
 __all__ = ['MABPConfig', 'MABP', 'decide', 'build_criterion', 'micro_config', 'dummy_batch', 'param_table']
@@ -128,8 +129,9 @@ class MABPConfig:
         raise ValueError(f"table={table!r}: expected 'V' or 'VI'")
 
 # %% ../nbs/09_model.ipynb #3b287c2a
-class MABP(nn.Module):
+class MABP(nn.Module, MABPHubMixin):
     "MABP (Li et al., *Bring Adaptive Binding Prototypes to Generalized Referring Expression Segmentation*), Fig. 3 (a)."
+    config_class = MABPConfig   # for MABPHubMixin (save_pretrained / from_pretrained)
     def __init__(self, cfg: MABPConfig):
         super().__init__()
         self.cfg = cfg
