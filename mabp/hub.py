@@ -161,7 +161,11 @@ def _write_folder(model, folder, metrics=None, train_config=None, card_data=None
     te = ensure_dir(folder / TEXT_DIR, 'text encoder folder')
     cfg_json = model.text_encoder.bert.config.to_json_string()
     atomic_write(te / 'config.json', lambda f: f.write(cfg_json), 'text encoder config', 'w')
-    load_tokenizer(model.text_encoder.tokenizer_path).save_pretrained(str(te))
+    src = Path(model.text_encoder.tokenizer_path)
+    load_tokenizer(src).save_pretrained(str(te))
+    if (src / 'vocab.txt').is_file():                       # the slow-tokenizer vocabulary, which TextEncoder checks
+        vocab = (src / 'vocab.txt').read_bytes()
+        atomic_write(te / 'vocab.txt', lambda f: f.write(vocab), 'tokenizer vocabulary')
     tc = train_config.to_dict() if hasattr(train_config, 'to_dict') else train_config
     training = dict(train_config=tc, metrics=metrics, **meta)
     atomic_write(folder / TRAINING_FILE, lambda f: f.write(json.dumps(training, indent=2, default=str)), 'training record', 'w')
