@@ -16,14 +16,17 @@ from torch.utils.data import Subset
 from .core import ConfigError, MissingFileError, cli
 from .data import RefDataset, load_tokenizer
 from .evaluate import evaluate_model
-from .model import MABPConfig
-from .train import TrainConfig, load_checkpoint, save_checkpoint, train
+from .model import MABP, MABPConfig
+from .checkpoint import load_checkpoint, save_checkpoint, seed_all
+from .synthetic import synthetic_set
+from .timing import git_commit, repo_root
+from .train import TrainConfig, time_train_step, train
 
 # %% auto #0
-__all__ = ['METRICS', 'TABLE_METRICS', 'PAPER', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'ablation_plan', 'git_commit',
-           'append_rows', 'load_results', 'eval_subset', 'slim_checkpoint', 'run_one', 'steps_from_budget',
-           'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table',
-           'compare_orderings', 'rankings', 'plot_ablation']
+__all__ = ['METRICS', 'TABLE_METRICS', 'PAPER', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'ablation_plan', 'append_rows',
+           'load_results', 'eval_subset', 'slim_checkpoint', 'run_one', 'steps_from_budget', 'run_ablation',
+           'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table', 'compare_orderings', 'rankings',
+           'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 METRICS = ('cIoU', 'gIoU', 'N-acc', 'T-acc', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7')
@@ -66,19 +69,6 @@ def ablation_plan(tables=('V', 'VI'), seeds=(0, 1, 2), rows=None) -> list:
 CSV_FIELDS = ('table', 'row', 'seed', 'split', 'n_eval', *METRICS, 'steps', 'batch_size', 'final_loss', 'train_s', 'eval_s',
               'wall_s', 'threads', 'git_commit', 'started', 'run_dir', 'config')
 
-def git_commit(path=None) -> str:
-    "Short commit hash of the repository holding `path` (default: this package), `-dirty` when it has local changes."
-    if path is None:
-        import mabp
-        path = Path(mabp.__file__).resolve().parent
-    cwd = Path(path)
-    try:
-        h = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if h.returncode: return 'unknown'
-        d = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=cwd, capture_output=True, text=True, timeout=10)
-        return h.stdout.strip() + ('-dirty' if d.stdout.strip() else '')
-    except (OSError, subprocess.SubprocessError): return 'unknown'
-
 def append_rows(path, rows: list):
     "Append dicts to the CSV at `path` (header written when the file is new); missing fields are left empty."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +105,6 @@ def run_one(overrides: dict, seed: int, steps: int, root, out_dir, base: MABPCon
             eval_splits=('val', 'testB'), eval_n: int | None = 300, eval_batch_size: int = 16, keep: bool = False,
             train_overrides: dict | None = None, eval_sets: dict | None = None, progress: bool = False) -> dict:
     "Train `base` (default `MABPConfig.tiny()`) with `overrides` for `steps` steps, evaluate, return metrics and timings."
-    from mabp.model import MABP
-    from mabp.train import seed_all
     t0 = time.time()
     out = Path(out_dir)
     mcfg = (base or MABPConfig.tiny()).replace(**overrides)
@@ -143,13 +131,12 @@ def run_one(overrides: dict, seed: int, steps: int, root, out_dir, base: MABPCon
     (out / 'ablation_metrics.json').write_text(json.dumps(dict(metrics=metrics, steps=tres['step'], train_s=t_train, eval_s=t_eval,
                                                                 eval_n=eval_n), indent=1, default=float))
     return dict(metrics=metrics, steps=tres['step'], final_loss=tres.get('loss'), train_s=t_train, eval_s=t_eval,
-                wall_s=time.time() - t0, checkpoint=ckpt, config=tcfg.resolved().to_dict())
+                wall_s=time.time() - t0, checkpoint=ckpt, config=tcfg.to_dict())
 
 # %% ../nbs/13_ablation.ipynb #9b4a09ab
 def steps_from_budget(budget_s: float, n_runs: int, step_time: float, overhead_s: float = 30.0) -> int:
-    "Steps per run so that `n_runs` runs of `steps x step_time + overhead_s` fit in `budget_s`."
-    from mabp.demo import steps_for_budget
-    return steps_for_budget(step_time, budget_s / max(1, n_runs) - overhead_s, fill=1.0)
+    "Steps per run so that `n_runs` runs of `steps x step_time + overhead_s` fit in `budget_s` (at least one)."
+    return max(1, int((budget_s / max(1, n_runs) - overhead_s) / max(step_time, 1e-6)))
 
 def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  seeds=(0, 1, 2),
@@ -169,10 +156,9 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  resume: bool = False,
                  progress: bool = True) -> list:
     "Train and evaluate every run of `ablation_plan(tables, seeds)` under one step budget; append the results to `csv_path`."
-    from mabp.demo import prepare_synthetic, repo_root, time_train_step
     if threads: torch.set_num_threads(threads)
     say = print if progress else (lambda *a, **k: None)
-    if root is None: root, _ = prepare_synthetic(repo_root() / 'data' / 'synthetic', progress=progress)
+    if root is None: root, _ = synthetic_set(repo_root() / 'data' / 'synthetic', progress=progress)
     plan = ablation_plan(tables, seeds, rows)
     base = base or MABPConfig.tiny()
     if steps is None:

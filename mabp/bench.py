@@ -13,94 +13,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fastcore.script import Param, store_true
-from .core import cli
+
+import mabp.metrics as E
+from .core import cli, pick_device
+from .timing import load_avg, machine_info, cpu_busy, quiet_rounds, time_interleaved, _sync, _QUIET
+from .deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_attn_naive
+from .model import MABP, MABPConfig, build_criterion, dummy_batch, micro_config
+from .mmd import AttentionBlock
+from .data import RefDataset, collate_refs
+from .synthetic import make_synthetic_gres, tiny_gres
+from .train import PRESETS as TRAIN_PRESETS, param_groups, train_step
 
 # %% auto #0
-__all__ = ['PAPER_LEVELS', 'PRESETS', 'VARIANTS', 'GOALS', 'SECTIONS', 'load_avg', 'machine_info', 'cpu_busy', 'quiet_rounds',
-           'time_interleaved', 'matmul_fn', 'bench_matmul', 'deform_attn_inputs', 'on_pixel_line', 'bench_deform_attn',
-           'count_flops', 'preset_config', 'build_model', 'model_setup', 'step_flops', 'cpu_peak_rss', 'peak_memory',
-           'bench_model', 'bench_variants', 'profile_step', 'bench_evaluator', 'bench_dataset', 'bench_data',
-           'goal_status', 'wait_for_quiet', 'run_benchmarks', 'bench_table', 'mabp_bench']
-
-# %% ../nbs/15_benchmarks.ipynb #12451d57
-def _device(device=None) -> torch.device:
-    "The device to measure on: `device`, else CUDA when present, else the CPU."
-    if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
-
-def load_avg() -> float:
-    "1-minute load average of the machine (NaN where the OS has none)."
-    return round(os.getloadavg()[0], 2) if hasattr(os, 'getloadavg') else float('nan')
-
-def _cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def machine_info(device=None) -> dict:
-    "Cores, CPU, memory, torch/numpy versions, threads and device: the context every number of this notebook needs."
-    dev = _device(device)
-    try: mem_gb = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30
-    except (ValueError, OSError, AttributeError): mem_gb = None
-    return dict(cpu=_cpu_model(), logical_cores=os.cpu_count(),
-                usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
-                memory_gb=round(mem_gb, 1) if mem_gb else None, torch=torch.__version__, numpy=np.__version__,
-                python=platform.python_version(), torch_threads=torch.get_num_threads(),
-                interop_threads=torch.get_num_interop_threads(), omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
-                cpu_capability=torch.backends.cpu.get_cpu_capability(), mkldnn=torch.backends.mkldnn.is_available(),
-                device=str(dev), gpu=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None,
-                platform=platform.platform(), load_avg=[round(l, 2) for l in os.getloadavg()] if hasattr(os, 'getloadavg') else None)
-
-# %% ../nbs/15_benchmarks.ipynb #6a76aec5
-def _sync(device):
-    if torch.device(device).type == 'cuda': torch.cuda.synchronize(device)
-
-def cpu_busy(interval: float = 0.5) -> float:
-    "Fraction of the machine's CPU time (all cores) spent busy during the next `interval` s, from /proc/stat (NaN elsewhere)."
-    def snap():
-        v = [int(x) for x in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:9]]   # user .. steal
-        return sum(v), v[3] + v[4]                                                             # total, idle + iowait
-    try:
-        t0, i0 = snap(); time.sleep(interval); t1, i1 = snap()
-    except (OSError, IndexError, ValueError): return float('nan')
-    return 1 - (i1 - i0) / max(t1 - t0, 1)
-
-_QUIET = dict(max_busy=None, timeout_s=120.)   # set by `quiet_rounds`
-
-@contextmanager
-def quiet_rounds(max_busy: float = 0.15, timeout_s: float = 120):
-    "Inside the block every `time_interleaved` round waits (up to `timeout_s`) until `cpu_busy() <= max_busy`."
-    old = dict(_QUIET)
-    _QUIET.update(max_busy=max_busy, timeout_s=timeout_s)
-    try: yield
-    finally: _QUIET.update(old)
-
-def _wait_idle() -> float:
-    "Busy fraction once the CPUs are quiet enough (or the timeout passed); NaN when not gated."
-    if _QUIET['max_busy'] is None: return float('nan')
-    t0 = time.time()
-    while True:
-        b = cpu_busy()
-        if not b > _QUIET['max_busy'] or time.time() - t0 > _QUIET['timeout_s']: return b
-
-def time_interleaved(fns: dict,          # name -> callable, each timed once per round
-                     repeats: int = 5,   # measured rounds
-                     warmup: int = 1,    # discarded rounds first
-                     device='cpu') -> dict:
-    "Median / min milliseconds of every callable over interleaved rounds, with the median load average (and busy fraction)."
-    times, loads, busy = {k: [] for k in fns}, [], []
-    for r in range(warmup + repeats):
-        b = _wait_idle()
-        for k, f in fns.items():
-            _sync(device); t0 = time.perf_counter(); f(); _sync(device)
-            if r >= warmup: times[k].append(1e3 * (time.perf_counter() - t0))
-        if r >= warmup: loads.append(load_avg()); busy.append(b)
-    load = statistics.median(loads) if loads else load_avg()
-    busy = round(statistics.median(busy), 3) if busy and not math.isnan(busy[0]) else None
-    return {k: dict(median_ms=statistics.median(v), min_ms=min(v), times_ms=[round(t, 3) for t in v], load=load, busy=busy)
-            for k, v in times.items()}
+__all__ = ['PAPER_LEVELS', 'PRESETS', 'VARIANTS', 'GOALS', 'SECTIONS', 'matmul_fn', 'bench_matmul', 'deform_attn_inputs',
+           'on_pixel_line', 'bench_deform_attn', 'count_flops', 'preset_config', 'build_model', 'model_setup',
+           'step_flops', 'cpu_peak_rss', 'peak_memory', 'bench_model', 'bench_variants', 'profile_step',
+           'bench_evaluator', 'bench_dataset', 'bench_data', 'goal_status', 'wait_for_quiet', 'run_benchmarks',
+           'bench_table', 'mabp_bench']
 
 # %% ../nbs/15_benchmarks.ipynb #c2f4f715
 def matmul_fn(n: int = 2048, device='cpu'):
@@ -112,7 +41,7 @@ def matmul_fn(n: int = 2048, device='cpu'):
 
 def bench_matmul(n: int = None, repeats: int = 5, warmup: int = 1, device=None) -> dict:
     "GFLOP/s of a large fp32 matmul (n = 2048 on the CPU, 8192 on CUDA by default)."
-    dev = _device(device)
+    dev = pick_device(device)
     n = n or (8192 if dev.type == 'cuda' else 2048)
     f, flops = matmul_fn(n, dev)
     t = time_interleaved({'mm': f}, repeats, warmup, dev)['mm']
@@ -173,8 +102,7 @@ def bench_deform_attn(batch: int = 2, shapes=PAPER_LEVELS, n_heads: int = 8, hea
                       naive_batch: int = 1, naive_shapes=((6, 6), (3, 3), (2, 2)), naive_heads: int = 2,
                       naive_head_dim: int = 8, naive_repeats: int = 2, device=None, seed: int = 0) -> dict:
     "ms of `ms_deform_attn` vs `ms_deform_attn_grid_sample` (fwd, fwd+bwd, interleaved) and their max errors vs float64; the naive loop at a small size."
-    from mabp.deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_attn_naive
-    dev = _device(device)
+    dev = pick_device(device)
     impls = {'ours': ms_deform_attn, 'grid_sample': ms_deform_attn_grid_sample}
     inputs = deform_attn_inputs(batch, shapes, n_heads, head_dim, n_points, seed=seed, device=dev)
     value, shp, loc, att = inputs
@@ -238,36 +166,30 @@ def count_flops(fn) -> int:
     return fc.get_total_flops()
 
 # %% ../nbs/15_benchmarks.ipynb #3e4f52d6
-PRESETS = ('micro', 'tiny', 'paper', 'official')
+PRESETS = ('micro', *TRAIN_PRESETS)   # the presets of `mabp.train`, and the test model `micro_config()`
 VARIANTS = ('default', 'mha', 'channels_last', 'fused_adamw', 'bf16_autocast')
 
 def preset_config(preset: str = 'tiny', **overrides):
     "`MABPConfig` of a preset name: 'micro' (`micro_config()`), 'tiny', 'paper' or 'official', with field overrides."
-    from mabp.model import MABPConfig, micro_config
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: expected one of {PRESETS}')
     cfg = micro_config() if preset == 'micro' else getattr(MABPConfig, preset)()
     return cfg.replace(**overrides) if overrides else cfg
 
 def build_model(preset: str = 'tiny', device=None, seed: int = 0, **overrides):
     "A freshly initialised `MABP` of a preset on `device` (same weights for the same seed)."
-    from mabp.model import MABP
     torch.manual_seed(seed)
-    return MABP(preset_config(preset, **overrides)).to(_device(device))
+    return MABP(preset_config(preset, **overrides)).to(pick_device(device))
 
 def _set_sdpa(model, on: bool):
-    from mabp.mmd import AttentionBlock
     for m in model.modules():
         if isinstance(m, AttentionBlock): m.use_sdpa = on
 
 def _optimizer(model, fused: bool = False):
-    "AdamW over the trainable parameters, with mabp.train's parameter groups when that module is present."
-    try: from mabp.train import param_groups; groups = param_groups(model, 0.05)
-    except ImportError: groups = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(groups, lr=1e-5, **(dict(fused=True) if fused else {}))
+    "AdamW over the trainable parameters with `mabp.train`'s parameter groups (fused or the per-tensor loop)."
+    return torch.optim.AdamW(param_groups(model, 0.05), lr=1e-5, fused=fused)
 
 def model_setup(model, mode: str = 'infer', batch: int = 1, variant: str = 'default', seed: int = 0) -> dict:
     "Inputs and a `step()` callable: inference-mode forward (`mode='infer'`) or a full training step (`'train'`)."
-    from mabp.model import build_criterion, dummy_batch
     if mode not in ('infer', 'train'): raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
     if variant not in VARIANTS: raise ValueError(f'unknown variant {variant!r}: expected one of {VARIANTS}')
     dev = next(model.parameters()).device
@@ -285,14 +207,10 @@ def model_setup(model, mode: str = 'infer', batch: int = 1, variant: str = 'defa
         model.train()
         crit = build_criterion(model.cfg).to(dev)
         opt = _optimizer(model, fused=variant == 'fused_adamw')
-        params = [p for p in model.parameters() if p.requires_grad]
-        def step():
-            opt.zero_grad(set_to_none=True)
-            with amp: loss = crit(model(img, ids, am), mask, nt)['loss']
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            return loss.detach()
+        batch_ = dict(image=img, input_ids=ids, attention_mask=am, mask=mask, no_target=nt)
+        amp_dtype = torch.bfloat16 if variant == 'bf16_autocast' else None
+        def step():                     # the training loop's own step (mabp.train.train_step)
+            return train_step(model, crit, opt, [batch_], device=dev, clip_grad_norm=1.0, amp_dtype=amp_dtype)['loss']
         st.update(criterion=crit, optimizer=opt)
     st['step'] = step
     return st
@@ -340,7 +258,7 @@ def cpu_peak_rss(res: dict):
 def _memory_child(a: dict) -> dict:
     "Runs in the subprocess of `peak_memory`: build, warm up, measure one step."
     torch.set_num_threads(a['threads'])
-    dev = _device(a['device'])
+    dev = pick_device(a['device'])
     st = model_setup(build_model(a['preset'], dev), a['mode'], a['batch'])
     st['step']()                                               # warm-up: lazy init, optimizer state
     res = dict(preset=a['preset'], mode=a['mode'], batch=a['batch'], device=str(dev))
@@ -357,7 +275,7 @@ def _memory_child(a: dict) -> dict:
 
 def peak_memory(preset: str = 'tiny', mode: str = 'infer', batch: int = 1, device=None, timeout: float = 1800) -> dict:
     "Peak memory of one step of a preset, measured in a fresh Python process (see above)."
-    a = dict(preset=preset, mode=mode, batch=batch, device=str(_device(device)), threads=torch.get_num_threads())
+    a = dict(preset=preset, mode=mode, batch=batch, device=str(pick_device(device)), threads=torch.get_num_threads())
     code = ('import json, sys, mabp.bench as b; r = b._memory_child(json.loads(sys.argv[1])); '
             'print("MABP_BENCH_MEMORY " + json.dumps(r))')
     p = subprocess.run([sys.executable, '-c', code, json.dumps(a)], capture_output=True, text=True, timeout=timeout)
@@ -370,7 +288,7 @@ def peak_memory(preset: str = 'tiny', mode: str = 'infer', batch: int = 1, devic
 def bench_model(preset: str = 'tiny', mode: str = 'infer', batch: int = 1, repeats: int = 3, warmup: int = 1,
                 device=None, model=None, matmul_n: int = None, flops: bool = True, memory: bool = False) -> dict:
     "Step time (median ms), samples/s, FLOPs, achieved FLOP/s vs a matmul timed in the same rounds, optional peak memory."
-    dev = _device(device)
+    dev = pick_device(device)
     model = model if model is not None else build_model(preset, dev)
     st = model_setup(model, mode, batch)
     mm, mm_flops = matmul_fn(matmul_n or (8192 if dev.type == 'cuda' else 2048), dev)
@@ -395,7 +313,7 @@ def _first_output(out):
 def bench_variants(preset: str = 'tiny', mode: str = 'train', batch: int = 8, variants=('default', 'mha', 'channels_last'),
                    repeats: int = 3, warmup: int = 1, device=None, model=None) -> dict:
     "Median step ms of model variants (deep copies, same weights), interleaved; speed-up and max output difference vs `default`."
-    dev = _device(device)
+    dev = pick_device(device)
     base = model if model is not None else build_model(preset, dev)
     sts = {v: model_setup(copy.deepcopy(base), mode, batch, v) for v in variants}
     firsts = {}
@@ -413,7 +331,7 @@ def bench_variants(preset: str = 'tiny', mode: str = 'train', batch: int = 8, va
 def profile_step(preset: str = 'tiny', mode: str = 'train', batch: int = 8, top: int = 12, device=None, model=None) -> dict:
     "Top ops by self time of one step (torch.profiler) and the forward's wall-clock split by component."
     from torch.profiler import profile, ProfilerActivity
-    dev = _device(device)
+    dev = pick_device(device)
     model = model if model is not None else build_model(preset, dev)
     st = model_setup(model, mode, batch)
     st['step']()
@@ -452,7 +370,6 @@ def profile_step(preset: str = 'tiny', mode: str = 'train', batch: int = 8, top:
 # %% ../nbs/15_benchmarks.ipynb #35d2d769
 def bench_evaluator(n: int = 256, size: int = 480, batch: int = 32, repeats: int = 3, warmup: int = 1, seed: int = 0) -> dict:
     "Samples/s of `GRESEvaluator` (bit and byte pixel counts) vs `evaluate_loop_reference` on the same masks, interleaved."
-    import mabp.evaluation as E
     g = torch.Generator().manual_seed(seed)
     pred = torch.rand(n, size, size, generator=g) < .3
     gt = torch.rand(n, size, size, generator=g) < .3
@@ -483,7 +400,6 @@ def bench_evaluator(n: int = 256, size: int = 480, batch: int = 32, repeats: int
 # %% ../nbs/15_benchmarks.ipynb #4b974538
 def bench_dataset(n_images: int = 200, image_size: int = 128) -> Path:
     "A small synthetic gRefCOCO (`make_synthetic_gres`) cached next to `tiny_gres`, generated on first use (a few s)."
-    from mabp.synthetic import make_synthetic_gres, tiny_gres
     cache = Path(tiny_gres()).parent
     dest = cache / f'bench_gres_{n_images}_{image_size}'
     if not (dest / '.complete').exists():
@@ -495,7 +411,6 @@ def bench_data(root=None, image_size: int = 128, batch_size: int = 8, workers=(0
                repeats: int = 3, warmup: int = 1) -> dict:
     "Samples/s of `RefDataset(train=True)` through a DataLoader for each worker count, interleaved."
     from torch.utils.data import DataLoader
-    from mabp.data import RefDataset, collate_refs
     root = Path(root) if root is not None else bench_dataset(image_size=image_size)
     ds = RefDataset(root, split='train', image_size=image_size, train=True)
     n_batches = min(n_batches, len(ds) // batch_size)
@@ -588,7 +503,7 @@ def run_benchmarks(sections=SECTIONS, quick: bool = False, out=None, device=None
     "Run the benchmark sections (sizes of `_plan`), return the results and write them to `out` (JSON) after each section."
     if max_busy is not None:
         with quiet_rounds(max_busy): return run_benchmarks(sections, quick, out, device, verbose, max_load, wait_s)
-    dev = _device(device)
+    dev = pick_device(device)
     plan = _plan(quick)
     bad = set(sections) - set(SECTIONS)
     if bad: raise ValueError(f'unknown sections {sorted(bad)}: expected some of {SECTIONS}')
@@ -637,7 +552,6 @@ def run_benchmarks(sections=SECTIONS, quick: bool = False, out=None, device=None
         elif sec == 'data':
             d = dict(plan['data'])
             if d['root'] == 'tiny':
-                from mabp.synthetic import tiny_gres
                 d['root'] = tiny_gres()
             res['data'] = bench_data(**d)
             tr = res.get('models', {}).get('tiny train')

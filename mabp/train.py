@@ -4,44 +4,60 @@
 
 # %% ../nbs/10_training.ipynb #878fa615
 from __future__ import annotations
-import contextlib, csv, dataclasses, datetime, json, math, os, random, time, warnings
-from dataclasses import dataclass, field, asdict
+import contextlib, csv, dataclasses, json, math, os, random, time, warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from fastcore.script import Param
 from tqdm.auto import tqdm
 
-from .core import UserError, ConfigError, MissingFileError, CheckpointError, atomic_write, ensure_dir, cli
+import mabp
+from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli
 from .model import MABP, MABPConfig, build_criterion
 from .data import RefDataset, collate_refs, load_tokenizer
+from .synthetic import tiny_gres
+from .checkpoint import CHECKPOINT_VERSION, seed_all, rng_state, set_rng_state, save_checkpoint, load_checkpoint, load_model
+from .distributed import dist_env, setup_distributed, any_rank, mean_over_ranks, WorkerLost, peer_failure
+from .evaluate import evaluate_model
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'MODEL_PRESETS', 'NO_DECAY_KEYS', 'CHECKPOINT_VERSION', 'TrainConfig', 'LRSchedule', 'param_groups',
-           'ResumableSampler', 'seed_all', 'EpochSeeded', 'seed_worker', 'save_checkpoint', 'load_checkpoint',
-           'rng_state', 'set_rng_state', 'load_model', 'dist_env', 'setup_distributed', 'CSVLog', 'read_log',
-           'plot_log', 'TrainingDiverged', 'WorkerLost', 'build_train_dataset', 'train', 'parse_overrides',
-           'cli_config', 'mabp_train']
+__all__ = ['SCHEDULES', 'PRESETS', 'MODEL_PRESETS', 'NO_DECAY_KEYS', 'RUN_FILES', 'TrainConfig', 'LRSchedule', 'param_groups',
+           'ResumableSampler', 'EpochSeeded', 'seed_worker', 'CSVLog', 'read_log', 'plot_log', 'train_step',
+           'time_train_step', 'TrainingDiverged', 'build_train_dataset', 'train', 'parse_overrides', 'cli_config',
+           'mabp_train']
 
 # %% ../nbs/10_training.ipynb #eacdc479
 SCHEDULES = ('paper', 'official', 'constant', 'cosine', 'poly')
-MODEL_PRESETS = ('tiny', 'paper', 'official')
+PRESETS = ('tiny', 'paper', 'official')      # the presets of both configs: MABPConfig.<name>() and TrainConfig.<name>()
+MODEL_PRESETS = PRESETS                      # the old name, kept for one release
 
 def _tuple(v):
     if v is None: return ()
     if isinstance(v, str): return tuple(s.strip() for s in v.split(',') if s.strip())
     return tuple(v)
 
+def _model(v) -> MABPConfig:
+    "A preset name, an `MABPConfig` or its dict -> `MABPConfig`."
+    if isinstance(v, MABPConfig): return v
+    if isinstance(v, str):
+        if v not in PRESETS: raise ConfigError(f"TrainConfig.model={v!r}: expected a preset {PRESETS}, an MABPConfig or its dict")
+        return getattr(MABPConfig, v)()
+    if isinstance(v, dict):
+        try: return MABPConfig.from_dict(v)
+        except (TypeError, ValueError) as e: raise ConfigError(f'TrainConfig.model: {e}') from None
+    raise ConfigError(f'TrainConfig.model: expected a preset name, an MABPConfig or its dict, got {type(v).__name__}')
+
 _NUMERIC = {'int': int, 'float': (int, float), 'Optional[int]': int, 'Optional[float]': (int, float)}
 
 @dataclass(frozen=True)
-class TrainConfig:
-    "Everything that defines a training run; `to_dict`/`from_dict`/`save`/`load` round-trip through JSON."
+class TrainConfig(FrozenConfig):
+    "Everything that defines a training run, the model's `MABPConfig` included; a JSON round trip through `to_dict`/`from_dict`/`save`/`load`."
+    _nested = {'model': MABPConfig}
     # data
     root: Optional[str] = None              # dataset root (gRefCOCO layout); None = the cached synthetic `tiny_gres()` set
     dataset: str = 'grefcoco'
@@ -49,8 +65,7 @@ class TrainConfig:
     split_by: Optional[str] = None
     max_samples: Optional[int] = None       # train on the first N items only (overfit tests, smoke runs)
     # model
-    model: Union[str, dict] = 'paper'       # MABPConfig preset name, or a full MABPConfig dict (an MABPConfig is converted)
-    model_overrides: dict = field(default_factory=dict)  # MABPConfig fields replaced on top of `model`
+    model: MABPConfig = field(default_factory=MABPConfig.paper)   # a preset name or a dict is converted
     # length
     epochs: float = 30
     max_steps: Optional[int] = None         # optimizer steps; when set it replaces `epochs`
@@ -76,8 +91,10 @@ class TrainConfig:
     out_dir: str = 'runs/mabp'
     resume: Optional[str] = None            # checkpoint path, or 'auto' = out_dir/last.pt when it exists
     save_every: int = 0                     # steps between checkpoints (0 = only at the end)
+    save_every_s: float = 600               # also save when this many seconds passed since the last save (0 = off)
     keep_step_checkpoints: bool = False     # also keep step_XXXXXXX.pt at every save
-    log_every: int = 10                     # steps between progress-bar updates (the CSV gets every step)
+    overwrite: bool = False                 # start over a previous run in out_dir (replacing its files) instead of refusing
+    log_every: int = 10                     # steps between log flushes (the one host sync of the loop) and bar updates
     seed: int = 0
     deterministic: bool = False             # deterministic kernels (torch.use_deterministic_algorithms; slower on GPU)
     eval_splits: tuple = ()                 # evaluated at the end (not when leaving at stop_at_step) by `evaluate_model`
@@ -89,10 +106,7 @@ class TrainConfig:
 
     def __post_init__(self):
         s = lambda k, v: object.__setattr__(self, k, v)
-        if isinstance(self.model, MABPConfig): s('model', self.model.to_dict())
-        if isinstance(self.model, str) and self.model not in MODEL_PRESETS:
-            raise ConfigError(f"TrainConfig.model={self.model!r}: expected a preset {MODEL_PRESETS}, an MABPConfig or its dict")
-        s('model_overrides', dict(self.model_overrides or {}))
+        s('model', _model(self.model))
         s('betas', tuple(self.betas)); s('eval_splits', _tuple(self.eval_splits))
         for f in dataclasses.fields(self):                   # numbers from JSON / --set: a string here fails much later
             want = _NUMERIC.get(str(f.type)); v = getattr(self, f.name)
@@ -101,49 +115,33 @@ class TrainConfig:
                 raise ConfigError(f'TrainConfig.{f.name}={v!r}: expected a number ({f.type}). Fix: give one, e.g. --set {f.name}={ex}')
         if self.schedule not in SCHEDULES: raise ConfigError(f'TrainConfig.schedule={self.schedule!r}: unknown. Fix: use one of {", ".join(SCHEDULES)}.')
         if self.amp not in (None, 'fp16', 'bf16'): raise ConfigError(f"TrainConfig.amp={self.amp!r}: unknown. Fix: use fp16, bf16 or none.")
-        for k in ('batch_size', 'grad_accum_steps', 'max_nonfinite', 'log_every'):
+        for k in ('batch_size', 'grad_accum_steps', 'max_nonfinite', 'log_every', 'eval_batch_size'):
             if getattr(self, k) < 1: raise ConfigError(f'TrainConfig.{k}={getattr(self, k)} must be >= 1')
+        for k in ('num_workers', 'save_every', 'warmup_steps', 'save_every_s'):
+            if getattr(self, k) < 0: raise ConfigError(f'TrainConfig.{k}={getattr(self, k)} must be >= 0')
+        for k in ('lr', 'dist_timeout_s'):
+            if not getattr(self, k) > 0: raise ConfigError(f'TrainConfig.{k}={getattr(self, k)} must be > 0')
+        if self.min_lr < 0 or self.weight_decay < 0: raise ConfigError('TrainConfig.min_lr and weight_decay must be >= 0')
         if self.max_steps is None and not self.epochs > 0: raise ConfigError('TrainConfig: set epochs > 0 or max_steps')
         if self.max_steps is not None and self.max_steps < 1: raise ConfigError(f'TrainConfig.max_steps={self.max_steps} must be >= 1')
-        bad = set(self.model_overrides) - {f.name for f in dataclasses.fields(MABPConfig)}
-        if bad: raise ConfigError(f'TrainConfig.model_overrides: unknown MABPConfig fields {sorted(bad)}')
-
-    def replace(self, **kw) -> 'TrainConfig':
-        "A copy with some fields changed."
-        bad = set(kw) - {f.name for f in dataclasses.fields(self)}
-        if bad: raise ConfigError(f'unknown TrainConfig fields: {sorted(bad)}. Fix: use the fields of `TrainConfig`.')
-        return dataclasses.replace(self, **kw)
-
-    def to_dict(self) -> dict: return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict) -> 'TrainConfig':
-        bad = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if bad: raise ConfigError(f'unknown TrainConfig fields: {sorted(bad)}. Fix: use the fields of `TrainConfig`.')
-        return cls(**d)
-
-    def save(self, path) -> Path:
-        return atomic_write(path, lambda f: f.write(json.dumps(self.to_dict(), indent=2)), 'training config', 'w')
-
-    @classmethod
-    def load(cls, path) -> 'TrainConfig':
-        p = Path(path)
-        if not p.is_file(): raise MissingFileError(f'{p}: training config not found. Fix: check the path (a run writes its config.json next to last.pt).')
-        try: d = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f'{p}: training config is not valid JSON ({e}). Fix: repair it, or use a config.json written by a run.') from None
-        if not isinstance(d, dict): raise ConfigError(f'{p}: training config is not a JSON object. Fix: use a config.json written by a run.')
-        try: return cls.from_dict(d)
-        except ConfigError as e: raise ConfigError(f'{p}: {e}') from None
+    def from_dict(cls, d: dict, where: str = '') -> 'TrainConfig':
+        "Also reads configs of the previous format: `model` a preset name plus a `model_overrides` dict."
+        d = dict(d); over = d.pop('model_overrides', None) or {}
+        if over:
+            base = _model(d.get('model', 'paper'))
+            try: d['model'] = base.replace(**over)
+            except (TypeError, ValueError) as e: raise ConfigError(f'TrainConfig.model_overrides{where}: {e}') from None
+        return super().from_dict(d, where)
 
     def model_config(self) -> MABPConfig:
-        "The resolved `MABPConfig`: the preset (or stored dict) with `model_overrides` applied."
-        base = getattr(MABPConfig, self.model)() if isinstance(self.model, str) else MABPConfig.from_dict(self.model)
-        return MABPConfig.from_dict({**base.to_dict(), **self.model_overrides}) if self.model_overrides else base
+        "The model's config (kept for callers of the previous format, where `model` could be a preset name)."
+        return self.model
 
     def resolved(self) -> 'TrainConfig':
-        "The same run with the model written out in full (what `config.json` stores)."
-        return self.replace(model=self.model_config().to_dict(), model_overrides={})
+        "The run as `config.json` stores it (the model is always written out in full now)."
+        return self
 
     @classmethod
     def paper(cls, **kw) -> 'TrainConfig':
@@ -153,25 +151,29 @@ class TrainConfig:
     @classmethod
     def official(cls, **kw) -> 'TrainConfig':
         "The authors' released code: 40 epochs, 9 per GPU x 2 GPUs, constant to epoch 25 then cosine to 1.8e-6."
-        return cls(model='official', epochs=40, batch_size=9, schedule='official').replace(**kw)
+        return cls(model=MABPConfig.official(), epochs=40, batch_size=9, schedule='official').replace(**kw)
 
     @classmethod
     def tiny(cls, **kw) -> 'TrainConfig':
         "The CPU recipe for `MABPConfig.tiny()` on the synthetic benchmark."
-        return cls(model='tiny', epochs=10, batch_size=8, lr=1e-4, min_lr=1e-6, schedule='cosine', warmup_steps=20,
+        return cls(model=MABPConfig.tiny(), epochs=10, batch_size=8, lr=1e-4, min_lr=1e-6, schedule='cosine', warmup_steps=20,
                    clip_grad_norm=1.0, amp=None, out_dir='runs/tiny', log_every=5).replace(**kw)
 
 # %% ../nbs/10_training.ipynb #419d7ca2
 class LRSchedule:
     "Learning-rate multiplier after `step` optimizer steps (picklable, so `LambdaLR.state_dict` stores it)."
+    steps_per_epoch = 0.0      # > 0: 'official' changes the rate once per epoch, as the authors' code (class default: old checkpoints)
+
     def __init__(self, name: str = 'paper', total_steps: int = 1, warmup_steps: int = 0, min_ratio: float = 0.0,
-                 flat_fraction: float = 25 / 40, power: float = 0.9):
+                 flat_fraction: float = 25 / 40, power: float = 0.9, steps_per_epoch: float = 0.0):
         if name not in SCHEDULES: raise ConfigError(f'unknown schedule {name!r}: expected one of {SCHEDULES}')
         self.name, self.total_steps, self.warmup_steps, self.min_ratio = name, int(total_steps), int(warmup_steps), float(min_ratio)
-        self.flat_fraction, self.power = float(flat_fraction), float(power)
+        self.flat_fraction, self.power, self.steps_per_epoch = float(flat_fraction), float(power), float(steps_per_epoch)
 
     def __call__(self, step: int) -> float:
         w = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        if self.name == 'official' and self.steps_per_epoch > 0:     # the rate of the epoch this step is in
+            step = math.floor(step / self.steps_per_epoch) * self.steps_per_epoch
         t = min(1.0, max(0.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)))
         m, cos = self.min_ratio, lambda u: 0.5 * (1 + math.cos(math.pi * u))
         if self.name in ('paper', 'constant'): f = 1.0
@@ -222,10 +224,6 @@ class ResumableSampler(DistributedSampler):
     def __iter__(self): return iter(list(super().__iter__())[self.start:])
     def __len__(self): return max(0, self.num_samples - self.start)
 
-def seed_all(seed: int):
-    "Seed python, numpy and torch (all devices)."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-
 class EpochSeeded(torch.utils.data.Dataset):
     "Make the random choices of item `i` in epoch `e` (e.g. the sentence drawn for a ref) a function of (seed, e, i)."
     def __init__(self, dataset, seed: int = 0):
@@ -246,107 +244,6 @@ def seed_worker(worker_id: int):
     "DataLoader `worker_init_fn`: seed `random` and numpy from the worker's torch seed (itself from the loader's generator)."
     s = torch.initial_seed() % 2**32
     random.seed(s); np.random.seed(s)
-
-# %% ../nbs/10_training.ipynb #d764b711
-CHECKPOINT_VERSION = 1
-
-def save_checkpoint(obj, path) -> Path:
-    "`torch.save(obj)` to `path` atomically (`atomic_write`): the old file survives any failure; `DiskFullError` on a full disk."
-    return atomic_write(path, lambda f: torch.save(obj, f), what='checkpoint')
-
-def load_checkpoint(path, map_location='cpu') -> dict:
-    "Read a checkpoint written by `save_checkpoint`, with one clear error for a missing, truncated or foreign file."
-    p = Path(path)
-    if not p.is_file():
-        near = sorted(q.name for q in p.parent.glob('*.pt')) if p.parent.is_dir() else []
-        raise MissingFileError(f'{p}: checkpoint not found' + (f' ({p.parent} holds {near})' if near else '') +
-                               '. Fix: check the path; mabp_train writes OUT/last.pt.')
-    try: ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f'{p}: cannot read this checkpoint ({p.stat().st_size} bytes): the file is truncated or not a torch '
-                              f'checkpoint ({type(e).__name__}: {str(e)[:200]}). Fix: use another one (e.g. a step_*.pt) or retrain.') from e
-    if not isinstance(ckpt, dict) or 'model' not in ckpt:
-        raise CheckpointError(f'{p}: a torch file but not an mabp checkpoint (expected a dict with a "model" state dict). '
-                              'Fix: pass a checkpoint written by mabp_train (OUT/last.pt).')
-    return ckpt
-
-# %% ../nbs/10_training.ipynb #e7f5c20c
-def rng_state() -> dict:
-    "The RNG states of python, numpy, torch and CUDA (if any), as tensors and plain types."
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    return dict(python=random.getstate(),
-                numpy=dict(kind=kind, key=torch.from_numpy(key.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss), gauss=float(gauss)),
-                torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-def set_rng_state(s: dict):
-    "Restore what `rng_state` returned."
-    v, st, g = s['python']; random.setstate((v, tuple(st), g))
-    n = s['numpy']; np.random.set_state((n['kind'], n['key'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
-    torch.set_rng_state(s['torch'])
-    if s.get('cuda') is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-# %% ../nbs/10_training.ipynb #f41048c0
-def _state_dict_mismatch(model: nn.Module, sd: dict, n_show: int = 3) -> Optional[str]:
-    own = model.state_dict()
-    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    shapes = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
-              if k in sd and hasattr(sd[k], 'shape') and tuple(sd[k].shape) != tuple(v.shape)]
-    if not (missing or unexpected or shapes): return None
-    part = lambda what, l: f'{len(l)} {what} (e.g. {", ".join(l[:n_show])})' if l else None
-    return '; '.join(o for o in (part('missing', missing), part('unexpected', unexpected),
-                                 part('with another shape (checkpoint vs model)', shapes)) if o)
-
-def load_model(path, map_location='cpu') -> tuple:
-    "Rebuild `MABP` from a checkpoint's stored config and load its weights: `(model in eval mode, checkpoint dict)`."
-    ckpt = load_checkpoint(path, map_location)
-    if 'model_config' not in ckpt:
-        raise CheckpointError(f'{path}: has no model_config, so it was not written by mabp_train. Fix: pass a checkpoint of mabp_train.')
-    try: mcfg = MABPConfig.from_dict(ckpt['model_config'])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f'{path}: its model_config does not fit this mabp version ({e}). '
-                              'Fix: use the mabp version that wrote it, or retrain.') from None
-    model = MABP(mcfg.replace(backbone_weights=None))
-    model.cfg = mcfg
-    problem = _state_dict_mismatch(model, ckpt['model'])
-    if problem:
-        raise CheckpointError(f'{path}: its weights do not match the model its config describes (backbone {mcfg.backbone}, '
-                              f'hidden_dim {mcfg.hidden_dim}, {mcfg.layers_per_scale} layer(s) per scale): {problem}. The '
-                              'checkpoint was written by another mabp version or edited. Fix: load it with that version, or retrain.')
-    model.load_state_dict(ckpt['model'])
-    return model.to(map_location).eval(), ckpt
-
-# %% ../nbs/10_training.ipynb #adbd2f3d
-def dist_env() -> tuple:
-    "(rank, world_size, local_rank) from the variables torchrun sets; (0, 1, 0) otherwise."
-    g = lambda k, d: int(os.environ.get(k, d))
-    return g('RANK', 0), g('WORLD_SIZE', 1), g('LOCAL_RANK', 0)
-
-def setup_distributed(device: str = 'auto', timeout_s: float = 600) -> tuple:
-    "Pick the device and join the process group when under torchrun: (rank, world, local_rank, device, created_group)."
-    rank, world, local = dist_env()
-    if device == 'auto': dev = torch.device(f'cuda:{local}' if torch.cuda.is_available() else 'cpu')
-    else:
-        dev = torch.device(device)
-        if dev.type == 'cuda' and dev.index is None: dev = torch.device('cuda', local)
-    if dev.type == 'cuda': torch.cuda.set_device(dev)
-    created = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', timeout=datetime.timedelta(seconds=timeout_s))
-        created = True
-    return rank, world, local, dev, created
-
-def _any(flag: bool, world: int, device) -> bool:
-    "True when `flag` is True on any rank."
-    if world == 1: return bool(flag)
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-def _mean(values: list, world: int, device) -> list:
-    if world == 1 or not values: return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t); return (t / world).tolist()
 
 # %% ../nbs/10_training.ipynb #8d7f4afe
 def _step_of(row: dict) -> float:
@@ -399,6 +296,67 @@ def plot_log(log_path, png_path=None, smooth: int = 10):
         FigureCanvasAgg(fig).print_png(str(png_path))
     return fig
 
+# %% ../nbs/10_training.ipynb #6414947d
+def _to(batch: dict, device, channels_last: bool = False) -> dict:
+    b = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    if channels_last: b['image'] = b['image'].contiguous(memory_format=torch.channels_last)
+    return b
+
+def _step_unless(opt, ok: torch.Tensor):
+    "`opt.step()`, skipped when `ok` is False: on the device for fused optimizers (their `found_inf`), else with one sync."
+    if opt.defaults.get('fused'):
+        opt.grad_scale, opt.found_inf = None, (~ok).float()
+        try: opt.step()
+        finally: del opt.grad_scale, opt.found_inf
+    elif bool(ok): opt.step()
+
+def train_step(net, criterion, opt, batches, *, device=None, scaler=None, clip_grad_norm: Optional[float] = None,
+               amp_dtype=None, channels_last: bool = False, world: int = 1) -> dict:
+    "One optimizer step over `batches` (the micro-batches of gradient accumulation); returns tensors only, no host sync."
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    params = [p for g in opt.param_groups for p in g['params']]
+    scaled = scaler is not None and scaler.is_enabled()
+    sums, loss_ok, n = {}, torch.ones((), dtype=torch.bool, device=device), len(batches)
+    for k, b in enumerate(batches):
+        b = _to(b, device, channels_last)
+        sync = net.no_sync() if world > 1 and k < n - 1 else contextlib.nullcontext()   # DDP: all-reduce on the last only
+        with sync:
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float16, enabled=amp_dtype is not None):
+                terms = criterion(net(b['image'], b['input_ids'], b['attention_mask']), b['mask'], b['no_target'])
+            loss = terms['loss']
+            loss_ok = loss_ok & torch.isfinite(loss.detach())
+            (scaler.scale(loss / n) if scaled else loss / n).backward()
+        for key, v in terms.items():
+            v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v), device=device)
+            sums[key] = sums.get(key, 0.0) + v / n
+    if scaled: scaler.unscale_(opt)
+    gn = torch.nn.utils.clip_grad_norm_(params, clip_grad_norm or float('inf'))
+    ok = loss_ok if scaled else loss_ok & torch.isfinite(gn)   # fp16: inf gradients are the scaler's business
+    if world > 1:                                              # every rank skips or none does (on the device, no wait)
+        ok = ok.to(torch.int32); torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN); ok = ok.bool()
+    if scaled:
+        if bool(ok): scaler.step(opt)                          # (fp16 on CUDA only: the scaler syncs anyway)
+        scaler.update()
+    else: _step_unless(opt, ok)
+    opt.zero_grad(set_to_none=True)
+    return dict(sums, grad_norm=gn.detach().float(), finite=ok)
+
+# %% ../nbs/10_training.ipynb #3e47abc5
+def time_train_step(mcfg: MABPConfig, root, batch_size: int = 8, n: int = 3, lr: float = 1e-4) -> float:
+    "Median seconds of one `train_step` of `MABP(mcfg)` on real batches of `root`'s train split (after a warm-up step)."
+    seed_all(0)
+    model = MABP(mcfg).train(); crit = build_criterion(mcfg)
+    opt = torch.optim.AdamW(param_groups(model), lr=lr, fused=True)
+    ds = RefDataset(root, 'grefcoco', 'train', image_size=mcfg.image_size, max_tokens=mcfg.max_tokens,
+                    tokenizer=load_tokenizer(mcfg.text_model), train=True)
+    dl = iter(DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_refs))
+    times = []
+    for i in range(n + 1):
+        t = time.perf_counter()
+        train_step(model, crit, opt, [next(dl)], device='cpu', clip_grad_norm=1.0)
+        if i: times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
 # %% ../nbs/10_training.ipynb #3e4623bf
 def _micro_batches(loader, sampler, gen, seed: int, rank: int, epoch: int, consumed: int, batch_size: int):
     "Endless stream of (epoch, batches consumed in that epoch, batch), starting `consumed` batches into `epoch`."
@@ -410,20 +368,26 @@ def _micro_batches(loader, sampler, gen, seed: int, rank: int, epoch: int, consu
             yield epoch, consumed, b
         epoch, consumed = epoch + 1, 0
 
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+RUN_FILES = ('last.pt', 'log.csv', 'config.json', 'metrics.json')   # what a run writes into its out_dir
 
 def _resume_path(cfg: TrainConfig) -> Optional[Path]:
-    if not cfg.resume: return None
-    if cfg.resume == 'auto':
-        p = Path(cfg.out_dir) / 'last.pt'
-        return p if p.exists() else None
-    p = Path(cfg.resume)
-    if p.is_dir(): p = p / 'last.pt'                          # a run folder
-    if not p.exists():
-        raise MissingFileError(f"{p}: checkpoint to resume from not found (resume={cfg.resume!r}). Fix: check the path, or "
-                               "use --resume auto (continues OUT/last.pt when it exists, else starts fresh).")
-    return p
+    "The checkpoint to resume from; refuses to start over a previous run's results unless asked (`overwrite`)."
+    out = Path(cfg.out_dir)
+    if cfg.resume and cfg.resume != 'auto':
+        p = Path(cfg.resume)
+        if p.is_dir(): p = p / 'last.pt'                          # a run folder
+        if not p.exists():
+            raise MissingFileError(f"{p}: checkpoint to resume from not found (resume={cfg.resume!r}). Fix: check the path, or "
+                                   "use --resume auto (continues OUT/last.pt when it exists, else starts fresh).")
+        return p
+    if cfg.resume == 'auto' and (out / 'last.pt').exists(): return out / 'last.pt'
+    found = [f for f in RUN_FILES if (out / f).exists()]
+    if found and not cfg.overwrite:
+        why = ('--resume auto found no last.pt to continue from' if cfg.resume == 'auto'
+               else 'this would replace them (no --resume given)')
+        raise ConfigError(f'{out} already holds a run ({", ".join(found)}) and {why}. Fix: --resume auto to continue it, '
+                          'another --out, or --overwrite to start again and replace those files.')
+    return None
 
 def _config_diff(a: dict, b: dict) -> list:
     return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
@@ -435,39 +399,21 @@ def _summary(diff: list, n: int = 6) -> str:
 class TrainingDiverged(UserError, FloatingPointError):
     "Too many non-finite losses or gradients in a row."
 
-class WorkerLost(UserError, RuntimeError):
-    "Another DDP process died, was killed or stopped answering."
+def _data_root(cfg: TrainConfig):
+    return cfg.root if cfg.root is not None else tiny_gres()
 
-def _peer_failure(e: BaseException) -> bool:
-    "Whether `e` is a collective that failed because another process is gone (or timed out)."
-    if isinstance(e, getattr(dist, 'DistError', ())): return True
-    msg = str(e)
-    return isinstance(e, RuntimeError) and any(k in msg for k in (
-        'Connection closed by peer', 'Connection reset by peer', 'Broken pipe', 'timed out', 'Timed out', 'NCCL error',
-        'ProcessGroupGloo', 'Socket Timeout'))
-
-def build_train_dataset(cfg: TrainConfig, mcfg: MABPConfig, tokenizer=None):
+def build_train_dataset(cfg: TrainConfig, mcfg: MABPConfig = None, tokenizer=None):
     "The training set of `cfg` in train mode (one random sentence per ref and visit, `EpochSeeded`), maybe cut to `max_samples`."
-    root = cfg.root
-    if root is None:
-        from mabp.synthetic import tiny_gres
-        root = tiny_gres()
-    ds = RefDataset(root, dataset=cfg.dataset, split=cfg.split, split_by=cfg.split_by, image_size=mcfg.image_size,
+    mcfg = mcfg or cfg.model
+    ds = RefDataset(_data_root(cfg), dataset=cfg.dataset, split=cfg.split, split_by=cfg.split_by, image_size=mcfg.image_size,
                     max_tokens=mcfg.max_tokens, tokenizer=tokenizer, train=True)
     if cfg.max_samples: ds = Subset(ds, range(min(cfg.max_samples, len(ds))))
     return EpochSeeded(ds, cfg.seed)
 
-def _evaluate(model, cfg: TrainConfig, mcfg: MABPConfig, tokenizer) -> dict:
-    try: from mabp.evaluate import evaluate_model
-    except ImportError:
-        warnings.warn('mabp.evaluate is not available: skipping eval_splits'); return {}
-    root = cfg.root
-    if root is None:
-        from mabp.synthetic import tiny_gres
-        root = tiny_gres()
-    res = {}
+def _evaluate(model, cfg: TrainConfig, tokenizer) -> dict:
+    mcfg, res = cfg.model, {}
     for split in cfg.eval_splits:
-        ds = RefDataset(root, dataset=cfg.dataset, split=split, split_by=cfg.split_by, image_size=mcfg.image_size,
+        ds = RefDataset(_data_root(cfg), dataset=cfg.dataset, split=split, split_by=cfg.split_by, image_size=mcfg.image_size,
                         max_tokens=mcfg.max_tokens, tokenizer=tokenizer, train=False)
         res[split] = evaluate_model(model, ds, batch_size=cfg.eval_batch_size, progress=cfg.progress, desc=f'eval {split}')
     return res
@@ -479,7 +425,7 @@ def train(cfg: TrainConfig, model: Optional[MABP] = None) -> dict:
     det = torch.are_deterministic_algorithms_enabled()
     try: return _train(cfg, rank, world, device, model)
     except Exception as e:
-        if world > 1 and not isinstance(e, UserError) and _peer_failure(e):
+        if world > 1 and not isinstance(e, UserError) and peer_failure(e):
             last = Path(cfg.out_dir) / 'last.pt'
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             raise WorkerLost(f'this process (rank {rank} of {world}) lost another DDP process, which died, was killed '
@@ -489,33 +435,58 @@ def train(cfg: TrainConfig, model: Optional[MABP] = None) -> dict:
         raise
     finally:
         torch.use_deterministic_algorithms(det)
-        if created: dist.destroy_process_group()
+        if created: torch.distributed.destroy_process_group()
+
+def _open_checkpoint(cfg: TrainConfig, is_main: bool):
+    "The checkpoint to resume from (checked against `cfg`), or None."
+    ckpt_path = _resume_path(cfg)
+    if ckpt_path is None: return None, None
+    ckpt = load_checkpoint(ckpt_path)
+    diff = _config_diff(ckpt.get('model_config', {}), cfg.model.to_dict())
+    if diff:
+        raise CheckpointError(f'{ckpt_path}: cannot resume, the checkpoint is of another model ({len(diff)} setting(s) differ, '
+                              f'checkpoint -> now: {_summary(diff)}). Fix: resume with that run\'s settings '
+                              f'(--config {ckpt_path.parent / "config.json"}), or train into another --out folder.')
+    old = TrainConfig.from_dict(ckpt['train_config']).to_dict() if 'train_config' in ckpt else {}
+    tdiff = [d for d in _config_diff(old, cfg.to_dict()) if d.split(':')[0] not in (
+        'model', 'resume', 'max_steps', 'epochs', 'stop_at_step', 'time_budget_s', 'progress', 'eval_splits', 'out_dir',
+        'save_every', 'save_every_s', 'overwrite')]
+    if tdiff and is_main: warnings.warn(f'resuming {ckpt_path} with other training settings: {"; ".join(tdiff)}')
+    return ckpt_path, ckpt
+
+def _warn_random_parts(mcfg: MABPConfig):
+    parts = mcfg.random_parts() if hasattr(mcfg, 'random_parts') else ()
+    if parts:
+        msg = (f'RANDOM INITIALISATION of the pretrained part(s) {", ".join(parts)}: no weights are loaded for them, as the '
+               'config asks. A model trained like this is not the paper\'s. Fix: give local weight paths '
+               '(--set model.backbone_weights=... model.text_model=...).')
+        warnings.warn(msg); print(f'mabp_train: {msg}', flush=True)
+
+# %% ../nbs/10_training.ipynb #59f0af26
+class _Interrupted(KeyboardInterrupt):
+    "SIGTERM, raised as a KeyboardInterrupt so that the run saves and exits like on Ctrl-C."
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def handler(signum, frame): raise _Interrupted(f'signal {signum}')
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
 
 def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
-    is_main, out = rank == 0, Path(cfg.out_dir)
-    mcfg = cfg.model_config()
-    rcfg = cfg.resolved()
+    is_main, out, mcfg = rank == 0, Path(cfg.out_dir), cfg.model
     if cfg.deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     amp_on = cfg.amp is not None and device.type == 'cuda'
     if cfg.amp is not None and not amp_on and is_main: warnings.warn(f'amp={cfg.amp!r} needs CUDA: training in float32 on {device}')
-    amp_dtype = torch.bfloat16 if cfg.amp == 'bf16' else torch.float16
+    amp_dtype = (torch.bfloat16 if cfg.amp == 'bf16' else torch.float16) if amp_on else None
     if is_main: ensure_dir(out, 'output folder (out_dir)')     # created when missing
-
-    ckpt_path = _resume_path(cfg)
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
-        diff = _config_diff(ckpt.get('model_config', {}), mcfg.to_dict())
-        if diff:
-            raise CheckpointError(f'{ckpt_path}: cannot resume, the checkpoint is of another model ({len(diff)} setting(s) differ, '
-                                  f'checkpoint -> now: {_summary(diff)}). Fix: resume with that run\'s settings '
-                                  f'(--config {ckpt_path.parent / "config.json"}), or train into another --out folder.')
-        tdiff = _config_diff(ckpt['train_config'], rcfg.to_dict())
-        tdiff = [d for d in tdiff if d.split(':')[0] not in ('resume', 'max_steps', 'epochs', 'stop_at_step', 'time_budget_s',
-                                                             'progress', 'eval_splits', 'out_dir', 'save_every')]
-        if tdiff and is_main: warnings.warn(f'resuming {ckpt_path} with other training settings: {"; ".join(tdiff)}')
+    ckpt_path, ckpt = _open_checkpoint(cfg, is_main)
+    if is_main and ckpt is None: _warn_random_parts(mcfg)
 
     # data first (a wrong path fails in a second, before a large model is built), then model and loss
     tokenizer = load_tokenizer(mcfg.text_model)
@@ -523,8 +494,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     seed_all(cfg.seed)
     if model is None: model = MABP(mcfg)
     elif getattr(model, 'cfg', None) != mcfg:
-        raise ConfigError(f'train(cfg, model): the model was built from another config than cfg.model_config(): '
-                          f'{_summary(_config_diff(model.cfg.to_dict(), mcfg.to_dict()))}. Fix: build it with MABP(cfg.model_config()).')
+        raise ConfigError(f'train(cfg, model): the model was built from another config than cfg.model: '
+                          f'{_summary(_config_diff(model.cfg.to_dict(), mcfg.to_dict()))}. Fix: build it with MABP(cfg.model).')
     model = model.to(device, memory_format=torch.channels_last) if cfg.channels_last else model.to(device)
     criterion = build_criterion(mcfg).to(device)
     sampler = ResumableSampler(ds, num_replicas=world, rank=rank, shuffle=cfg.shuffle, seed=cfg.seed, drop_last=True)
@@ -536,11 +507,14 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
         raise ConfigError(f'the training set has {len(ds)} items, fewer than batch_size x world_size = '
                           f'{cfg.batch_size} x {world}. Fix: lower --batch_size (or use more data).')
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * micro_per_epoch / cfg.grad_accum_steps))
+    steps_per_epoch = micro_per_epoch / cfg.grad_accum_steps
 
-    # fused AdamW (one kernel over all tensors; CPU and CUDA) is ~5x faster than the per-tensor loop on CPU
+    # fused AdamW (one kernel over all tensors; CPU and CUDA): ~5x faster than the per-tensor loop on CPU, and it can
+    # skip a non-finite step on the device (train_step)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
                             fused=device.type in ('cpu', 'cuda'))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(cfg.schedule, total, cfg.warmup_steps, cfg.min_lr / cfg.lr))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(cfg.schedule, total, cfg.warmup_steps, cfg.min_lr / cfg.lr,
+                                                              steps_per_epoch=steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on and cfg.amp == 'fp16')
     step, epoch, consumed, elapsed0 = 0, 0, 0, 0.0
     if ckpt is not None:
@@ -549,6 +523,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
         if ckpt.get('scaler'): scaler.load_state_dict(ckpt['scaler'])
         step, elapsed0, smp = ckpt['step'], ckpt.get('elapsed_s', 0.0), ckpt['sampler']
         sched.lr_lambdas[0].total_steps = total                      # a resumed run may be extended
+        sched.lr_lambdas[0].steps_per_epoch = steps_per_epoch
         epoch, consumed = smp['epoch'], smp['consumed']
         for g, base in zip(opt.param_groups, sched.base_lrs): g['lr'] = base * sched.lr_lambdas[0](step)
         if (smp['world_size'], smp['batch_size']) != (world, cfg.batch_size):   # keep the global sample position
@@ -561,104 +536,114 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
                                                   find_unused_parameters=cfg.find_unused_parameters)
-    params = [p for p in model.parameters() if p.requires_grad]
     if is_main:
-        rcfg.save(out / 'config.json')
+        cfg.save(out / 'config.json')
         log = CSVLog(out / 'log.csv', keep_until=step if ckpt is not None else None)
+    t0 = time.time()
 
     def save(tag: Optional[str] = None):
         rngs = [rng_state()]
         if world > 1:
-            rngs = [None] * world; dist.all_gather_object(rngs, rng_state())
+            rngs = [None] * world; torch.distributed.all_gather_object(rngs, rng_state())
         if is_main:
             ck = dict(version=CHECKPOINT_VERSION, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                       scaler=scaler.state_dict(), step=step, epoch=epoch + consumed / micro_per_epoch,
                       sampler=dict(epoch=epoch, consumed=consumed, batch_size=cfg.batch_size, world_size=world, seed=cfg.seed,
                                    shuffle=cfg.shuffle),
-                      rng=rngs, train_config=rcfg.to_dict(), model_config=mcfg.to_dict(),
-                      elapsed_s=elapsed0 + time.time() - t0, torch_version=str(torch.__version__), mabp_version=str(_mabp_version()))
+                      rng=rngs, train_config=cfg.to_dict(), model_config=mcfg.to_dict(),
+                      elapsed_s=elapsed0 + time.time() - t0, torch_version=str(torch.__version__), mabp_version=mabp.__version__)
             save_checkpoint(ck, out / 'last.pt')
             if tag: save_checkpoint(ck, out / f'{tag}.pt')
-        if world > 1: dist.barrier()
+        if world > 1: torch.distributed.barrier()
+
+    losses = []                                                  # finite losses, for the final report
+    if is_main and ckpt is not None and log.fields is not None:  # a resumed run reports the same final loss as a straight one
+        losses = [r['loss'] for r in read_log(log.path) if not r.get('skipped')]
+    pending, n_bad = [], 0                                       # steps not yet read back from the device
+
+    def flush():
+        "Read the pending steps back from the device (the loop's one host sync), log them, count non-finite steps."
+        nonlocal n_bad
+        if not pending: return
+        keys = [k for k in pending[0]['terms'] if k != 'finite']
+        vals = torch.stack([torch.stack([p['terms'][k].float() for k in keys]) for p in pending])      # (steps, terms)
+        if world > 1: torch.distributed.all_reduce(vals); vals = vals / world
+        vals, oks = vals.tolist(), torch.stack([p['terms']['finite'] for p in pending]).tolist()   # <- the sync point
+        rows, todo = list(zip(pending, vals, oks)), len(pending)
+        pending.clear()
+        for p, v, ok in rows:
+            row = dict(step=p['step'], epoch=p['epoch'], **dict(zip(keys, v)), lr=p['lr'], skipped=int(not ok),
+                       step_time=p['step_time'], elapsed=p['elapsed'])
+            if ok: n_bad = 0; losses.append(row['loss'])
+            else:
+                n_bad += 1
+                if is_main: warnings.warn(f"step {p['step']}: non-finite loss or gradient, step skipped ({n_bad} in a row)")
+                if n_bad >= cfg.max_nonfinite:
+                    last = out / 'last.pt'
+                    raise TrainingDiverged(
+                        f"{n_bad} consecutive non-finite steps at step {p['step']} (lr {p['lr']:.3g}): training diverged (max_nonfinite="
+                        f"{cfg.max_nonfinite}). Fix: lower --lr, clip gradients (--set clip_grad_norm=1.0), prefer amp='bf16' over "
+                        "'fp16'; then " + (f'resume from {last} (an earlier, finite state).' if last.exists() else 'train again.'))
+            if is_main: log.write(row)
+        if is_main and cfg.progress:
+            pbar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]) if losses else float('nan'):.4f}", lr=f"{rows[-1][0]['lr']:.2e}")
 
     stream = _micro_batches(loader, sampler, gen, cfg.seed, rank, epoch, consumed, cfg.batch_size)
     pbar = tqdm(total=total, initial=step, desc='train', disable=not (is_main and cfg.progress), dynamic_ncols=True)
-    t0, n_bad, stopped, last_saved, losses = time.time(), 0, 'max_steps', -1, []
-    if is_main and ckpt is not None and log.fields is not None:   # a resumed run reports the same final loss as a straight one
-        losses = [r['loss'] for r in read_log(log.path) if not r.get('skipped')]
-    accum = cfg.grad_accum_steps
-    while step < total:
-        if cfg.stop_at_step and step >= cfg.stop_at_step: stopped = 'stop_at_step'; break
-        ts = time.time()
-        net.train()
-        opt.zero_grad(set_to_none=True)
-        sums, bad = {}, False
-        for k in range(accum):
-            epoch, consumed, b = next(stream)
-            if consumed == micro_per_epoch: epoch, consumed = epoch + 1, 0
-            if bad: continue                                          # consume the data of a skipped step
-            b = _to(b, device)
-            if cfg.channels_last: b['image'] = b['image'].contiguous(memory_format=torch.channels_last)
-            sync = net.no_sync() if world > 1 and k < accum - 1 else contextlib.nullcontext()
-            with sync:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
-                    terms = criterion(net(b['image'], b['input_ids'], b['attention_mask']), b['mask'], b['no_target'])
-                loss = terms['loss']
-                for key, v in terms.items(): sums[key] = sums.get(key, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
-                if _any(not bool(torch.isfinite(loss.detach())), world, device): bad = True; continue
-                scaler.scale(loss / accum).backward()
-        lr = opt.param_groups[0]['lr']
-        gn = float('nan')
-        if not bad:
-            scaler.unscale_(opt)
-            gn = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm or float('inf')))
-            if not math.isfinite(gn) and not scaler.is_enabled(): bad = True
-        if bad:
-            n_bad += 1; opt.zero_grad(set_to_none=True)
-            if is_main: warnings.warn(f'step {step + 1}: non-finite loss or gradient, step skipped ({n_bad} in a row)')
-            if n_bad >= cfg.max_nonfinite:
-                last = out / 'last.pt'
-                raise TrainingDiverged(
-                    f'{n_bad} consecutive non-finite steps at step {step + 1} (lr {lr:.3g}): training diverged (max_nonfinite='
-                    f"{cfg.max_nonfinite}). Fix: lower --lr, clip gradients (--set clip_grad_norm=1.0), prefer amp='bf16' over "
-                    "'fp16'; then " + (f'resume from {last} (an earlier, finite state).' if last.exists() else 'train again.'))
-        else:
-            scaler.step(opt); scaler.update(); n_bad = 0
-        sched.step(); step += 1
-        keys = list(sums)
-        vals = _mean([sums[k] for k in keys], world, device)
-        row = dict(step=step, epoch=round(epoch + consumed / micro_per_epoch, 6), **dict(zip(keys, vals)), lr=lr,
-                   grad_norm=gn, skipped=int(bad), step_time=round(time.time() - ts, 4),
-                   elapsed=round(elapsed0 + time.time() - t0, 3))
-        if not bad: losses.append(row['loss'])
-        if is_main:
-            log.write(row)
-            pbar.update(1)
-            if step % cfg.log_every == 0 or step == total:
-                pbar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]) if losses else float('nan'):.4f}", lr=f'{lr:.2e}')
-        if cfg.save_every and step % cfg.save_every == 0 and step < total:
-            save(f'step_{step:07d}' if cfg.keep_step_checkpoints else None); last_saved = step
-        if _any(cfg.time_budget_s is not None and time.time() - t0 > cfg.time_budget_s, world, device):
-            stopped = 'time_budget'; break
+    stopped, last_saved, t_saved = 'max_steps', step if ckpt is not None else -1, time.time()
+    try:
+        with _sigterm_as_interrupt():
+            while step < total:
+                if cfg.stop_at_step and step >= cfg.stop_at_step: stopped = 'stop_at_step'; break
+                ts = time.time()
+                net.train()
+                batches = []
+                for _ in range(cfg.grad_accum_steps):
+                    epoch, consumed, b = next(stream)
+                    if consumed == micro_per_epoch: epoch, consumed = epoch + 1, 0
+                    batches.append(b)
+                lr = opt.param_groups[0]['lr']
+                terms = train_step(net, criterion, opt, batches, device=device, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
+                                   amp_dtype=amp_dtype, channels_last=cfg.channels_last, world=world)
+                sched.step(); step += 1
+                pending.append(dict(step=step, epoch=round(epoch + consumed / micro_per_epoch, 6), terms=terms, lr=lr,
+                                    step_time=round(time.time() - ts, 4), elapsed=round(elapsed0 + time.time() - t0, 3)))
+                pbar.update(1)
+                over = cfg.time_budget_s is not None and time.time() - t0 > cfg.time_budget_s
+                due_time = bool(cfg.save_every_s) and time.time() - t_saved > cfg.save_every_s
+                boundary = step % cfg.log_every == 0 or step == total
+                if world > 1:                  # decisions from each rank's clock are taken together, at log boundaries
+                    over, due_time = (any_rank(over, world, device), any_rank(due_time, world, device)) if boundary else (False, False)
+                due = bool(cfg.save_every and step % cfg.save_every == 0) or due_time
+                if boundary or due or over: flush()
+                if due and step < total:
+                    save(f'step_{step:07d}' if cfg.keep_step_checkpoints else None); last_saved, t_saved = step, time.time()
+                if over: stopped = 'time_budget'; break
+            flush()
+    except BaseException as e:          # Ctrl-C, SIGTERM, or an error mid-run (a corrupt image at step N): keep the work done
+        pbar.close()
+        if step > max(last_saved, 0) and not isinstance(e, (TrainingDiverged, WorkerLost)) and world == 1:
+            with contextlib.suppress(Exception): flush()
+            pending.clear()
+            with contextlib.suppress(Exception): save()
+            if is_main:
+                print(f'mabp_train: stopped at step {step} ({type(e).__name__}); saved {out / "last.pt"}: '
+                      f'continue with --resume auto', flush=True)
+        raise
     pbar.close()
     if last_saved != step: save(f'step_{step:07d}' if cfg.keep_step_checkpoints else None)
     train_time = time.time() - t0
     result = dict(step=step, total_steps=total, epoch=round(epoch + consumed / micro_per_epoch, 6), stopped=stopped,
                   loss=float(np.mean(losses[-cfg.log_every:])) if losses else float('nan'),
-                  n_train=len(ds), world_size=world, effective_batch=cfg.batch_size * world * accum,
+                  n_train=len(ds), world_size=world, effective_batch=cfg.batch_size * world * cfg.grad_accum_steps,
                   train_time_s=round(train_time, 3), out_dir=str(out), checkpoint=str(out / 'last.pt'))
     if not is_main: return result
     result.update(log=str(out / 'log.csv'), plot=str(out / 'loss.png'), config=str(out / 'config.json'),
                   metrics_path=str(out / 'metrics.json'))
     if Path(result['log']).exists(): plot_log(result['log'], result['plot'])
-    result['metrics'] = _evaluate(model, cfg, mcfg, tokenizer) if cfg.eval_splits and stopped != 'stop_at_step' else {}
+    result['metrics'] = _evaluate(model, cfg, tokenizer) if cfg.eval_splits and stopped != 'stop_at_step' else {}
     atomic_write(result['metrics_path'], lambda f: f.write(json.dumps(result, indent=2)), 'metrics', 'w')
     return result
-
-def _mabp_version() -> str:
-    try:
-        import mabp; return getattr(mabp, '__version__', '?')
-    except Exception: return '?'
 
 # %% ../nbs/10_training.ipynb #02df701d
 def parse_overrides(items) -> tuple:
@@ -676,19 +661,17 @@ def parse_overrides(items) -> tuple:
 def cli_config(preset: str = 'tiny', config: str = None, set: list = None, **flags) -> TrainConfig:
     "The `TrainConfig` of a command line: preset (or JSON file), then non-None flags, then `--set` overrides."
     if config: cfg = TrainConfig.load(config)
-    elif preset in MODEL_PRESETS: cfg = getattr(TrainConfig, preset)()
-    else: raise ConfigError(f'--preset {preset!r} does not exist. Fix: use one of {", ".join(MODEL_PRESETS)}.')
+    elif preset in PRESETS: cfg = getattr(TrainConfig, preset)()
+    else: raise ConfigError(f'--preset {preset!r} does not exist. Fix: use one of {", ".join(PRESETS)}.')
     kw = {k: v for k, v in flags.items() if v is not None}
     if 'epochs' in kw and 'max_steps' not in kw: kw['max_steps'] = None   # --epochs replaces a max_steps of the config
-    cfg = cfg.replace(**kw)
     tkw, mkw = parse_overrides(set)
-    if mkw: tkw['model_overrides'] = {**cfg.model_overrides, **mkw}
-    cfg = cfg.replace(**tkw)
-    try: cfg.model_config()                                   # a bad model setting fails here, with the option to fix
+    if 'model' in tkw: tkw['model'] = _model(tkw['model'])
+    try: model = (tkw.get('model') or cfg.model).replace(**mkw) if mkw else tkw.get('model', cfg.model)
     except ConfigError: raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f'invalid model settings ({e}). Fix: correct --set model.<field>=... or the --config file.') from None
-    return cfg
+    return cfg.replace(**kw).replace(**{**tkw, 'model': model})
 
 # %% ../nbs/10_training.ipynb #72593c94
 @cli
@@ -704,20 +687,21 @@ def mabp_train(
     lr: float = None,
     schedule: str = None,      # paper | official | constant | cosine | poly
     resume: str = None,        # checkpoint path, or 'auto' = OUT/last.pt when present
+    overwrite: bool = False,   # start over a previous run in OUT, replacing its files (refused otherwise)
     config: str = None,        # JSON file of TrainConfig fields (e.g. a run's config.json), used instead of --preset
     set: Param('TrainConfig overrides key=value; model.<field>=value for MABPConfig fields', str, nargs='*') = None,
     device: str = None,        # auto | cpu | cuda | cuda:N
     amp: str = None,           # fp16 | bf16 | none
     num_workers: int = None,
     seed: int = None,
-    save_every: int = None,    # steps between checkpoints
+    save_every: int = None,    # steps between checkpoints (a checkpoint is also written every save_every_s seconds, default 600)
     time_budget: float = None, # seconds; stop cleanly (saving) when exceeded
     eval_splits: str = None,   # comma-separated splits evaluated at the end, e.g. val,testA,testB
 ):
     "Train MABP (one process, or DDP under torchrun); prints the final numbers as JSON."
     flags = dict(root=root, dataset=dataset, split=split, out_dir=out, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
                  lr=lr, schedule=schedule, resume=resume, device=device, num_workers=num_workers, seed=seed,
-                 save_every=save_every, time_budget_s=time_budget, eval_splits=eval_splits)
+                 save_every=save_every, time_budget_s=time_budget, eval_splits=eval_splits, overwrite=overwrite or None)
     if amp is not None: flags['amp'] = None if amp.lower() in ('none', 'off', '') else amp
     res = train(cli_config(preset, config, set, **flags))
     if dist_env()[0] == 0: print(json.dumps(res, indent=2))

@@ -11,7 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import RefDataset, image_to_tensor, load_image, load_tokenizer, ref_mask, target_ann_ids, tokenize
+from .data import RefDataset, image_to_tensor, load_image, load_tokenizer, tokenize
+from .checkpoint import load_model
+from .drawing import KINDS, pick_examples
+from .inference import example_grid
+from .model import decide
 
 # %% auto #0
 __all__ = ['FIGURES', 'run_sample', 'first_head_attention', 'attention_entropy', 'plot_attention', 'plot_examples', 'kmeans',
@@ -20,7 +24,6 @@ __all__ = ['FIGURES', 'run_sample', 'first_head_attention', 'attention_entropy',
 # %% ../nbs/14_visualisation.ipynb #25de33d7
 def run_sample(model, image, text: str, tokenizer=None) -> dict:
     "Forward one (image, expression) pair: outputs with attention maps and mask embeddings, plus the decision and tokens."
-    from mabp.model import decide
     cfg = model.cfg
     tok = tokenizer or load_tokenizer(cfg.text_model)
     img = load_image(image)
@@ -99,25 +102,7 @@ def plot_attention(models: dict, image, text: str, tokenizer=None, title: str | 
 # %% ../nbs/14_visualisation.ipynb #703cdad1
 def plot_examples(model, ds, n_per_kind: int = 2, seed: int = 0, tokenizer=None):
     "Fig. 6: per kind (single / multi / no target), `n_per_kind` (ground truth | prediction) overlays of `ds` items."
-    from mabp.demo import KINDS, pick_examples
-    from mabp.inference import overlay, predict
-    from matplotlib.figure import Figure
-    picks = pick_examples(ds, n_per_kind, seed)
-    fig = Figure(figsize=(2.4 * 2 * n_per_kind, 3.2 * len(KINDS)), dpi=100)
-    axs = fig.subplots(len(KINDS), 2 * n_per_kind, squeeze=False)
-    for a in axs.flat: a.set_axis_off()
-    for r_, kind in enumerate(KINDS):
-        for c, i in enumerate(picks[kind][:n_per_kind]):
-            ri, sj = ds.items[i]
-            ref = ds.refs[ri]; sent = ref['sentences'][sj]['sent']
-            im = load_image(ds.index.image_path(ref['image_id']))
-            gt, gt_nt = ref_mask(ref, ds.index), not target_ann_ids(ref)
-            p = predict(model, im, sent, tokenizer=tokenizer)
-            axs[r_, 2 * c].imshow(overlay(im, gt, sent, gt_nt, header=f'{kind}: ground truth', color=(40, 160, 40), min_side=192))
-            axs[r_, 2 * c + 1].imshow(overlay(im, p['mask'], sent, p['no_target'], p['score'], p['nt_prob'],
-                                               header='prediction', min_side=192))
-    fig.tight_layout()
-    return fig
+    return example_grid(model, ds, None, n_per_kind, seed, tokenizer)[0]
 
 # %% ../nbs/14_visualisation.ipynb #6360bb06
 def kmeans(x: torch.Tensor, k: int, n_iter: int = 100, seed: int = 0, cosine: bool = True):
@@ -199,16 +184,13 @@ FIGURES = ('fig5_attention.png', 'fig6_examples.png', 'fig7_clusters.png')
 
 def draw_figures(full_ckpt, rela_ckpt, root, out_dir='results/figures', split: str = 'val', seed: int = 0, k: int = 4) -> dict:
     "Fig. 5-7 from two checkpoints (full model, Table V row 2) on `root`'s `split`; PNGs written to `out_dir`."
-    from mabp.demo import pick_examples
-    from mabp.train import load_model
     full, _ = load_model(full_ckpt)
     rela, _ = load_model(rela_ckpt)
     tok = load_tokenizer(full.cfg.text_model)
     ds = RefDataset(root, 'grefcoco', split, image_size=full.cfg.image_size, max_tokens=full.cfg.max_tokens, tokenizer=tok)
     picks = pick_examples(ds, 2, seed)
     def sample(i):
-        ri, sj = ds.items[i]; ref = ds.refs[ri]
-        return load_image(ds.index.image_path(ref['image_id'])), ref['sentences'][sj]['sent']
+        s = ds.raw(i); return s['image'], s['sentence']
     out, stats = Path(out_dir), {}
     img, text = sample(picks['no target'][0])
     f5 = plot_attention({'(a) RIA & RLA decoder (Table V, No. 2)': rela, '(b) MMD (full model)': full}, img, text, tok,
