@@ -5,7 +5,7 @@
 # %% ../nbs/12b_share.ipynb #beba5e32
 from __future__ import annotations
 
-import json, os
+import json, os, warnings
 from pathlib import Path
 
 import torch
@@ -19,8 +19,8 @@ from .data import load_tokenizer
 
 # %% auto #0
 __all__ = ['WEIGHTS_FILE', 'CONFIG_FILE', 'CARD_FILE', 'TRAINING_FILE', 'TEXT_DIR', 'REPO_URL', 'DOCS_URL', 'CARD_DATA',
-           'SWITCHES', 'CITATION', 'is_pretrained_folder', 'closest_preset', 'metrics_table', 'model_card',
-           'pretrained_folder', 'MABPHubMixin', 'save_pretrained', 'load_pretrained']
+           'SWITCHES', 'CITATION', 'BERT_PREFIX', 'is_pretrained_folder', 'closest_preset', 'metrics_table',
+           'model_card', 'pretrained_folder', 'MABPHubMixin', 'save_pretrained', 'load_pretrained']
 
 # %% ../nbs/12b_share.ipynb #aa988c2e
 WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, TRAINING_FILE, TEXT_DIR = 'model.safetensors', 'config.json', 'README.md', 'training.json', 'text_encoder'
@@ -151,14 +151,19 @@ def _mabp_version() -> str:
     import mabp
     return str(getattr(mabp, '__version__', '?'))
 
+BERT_PREFIX = 'text_encoder.bert.'     # state-dict keys stored in text_encoder/model.safetensors
+
 def _write_folder(model, folder, metrics=None, train_config=None, card_data=None) -> Path:
     model = getattr(model, 'module', model)                 # a DDP-wrapped model
     folder = ensure_dir(folder, 'pretrained folder')
-    sd = {k: v.detach().to('cpu').contiguous() for k, v in model.state_dict().items()}
     meta = dict(format='pt', mabp_version=_mabp_version(), torch_version=str(torch.__version__))
-    atomic_write(folder / WEIGHTS_FILE, lambda f: f.write(safetensors_bytes(sd, metadata=meta)), 'model weights')
+    sd = {k: v.detach().to('cpu').contiguous() for k, v in model.state_dict().items()}
+    rest = {k: v for k, v in sd.items() if not k.startswith(BERT_PREFIX)}
+    bert = {k[len(BERT_PREFIX):]: v for k, v in sd.items() if k.startswith(BERT_PREFIX)}
+    atomic_write(folder / WEIGHTS_FILE, lambda f: f.write(safetensors_bytes(rest, metadata=meta)), 'model weights')
     atomic_write(folder / CONFIG_FILE, lambda f: f.write(json.dumps(model.cfg.to_dict(), indent=2, sort_keys=True)), 'model config', 'w')
     te = ensure_dir(folder / TEXT_DIR, 'text encoder folder')
+    atomic_write(te / WEIGHTS_FILE, lambda f: f.write(safetensors_bytes(bert, metadata=meta)), 'text encoder weights')
     cfg_json = model.text_encoder.bert.config.to_json_string()
     atomic_write(te / 'config.json', lambda f: f.write(cfg_json), 'text encoder config', 'w')
     src = Path(model.text_encoder.tokenizer_path)
@@ -175,7 +180,8 @@ def _write_folder(model, folder, metrics=None, train_config=None, card_data=None
 
 # %% ../nbs/12b_share.ipynb #6b43922f
 def _mismatch(model, sd: dict) -> str | None:
-    own = model.state_dict()
+    "What differs between `model`'s state dict (without the BERT of text_encoder/) and `sd`."
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(BERT_PREFIX)}
     missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
     shapes = [f'{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in own.items() if k in sd and sd[k].shape != v.shape]
     parts = [f'{len(l)} {what} (e.g. {", ".join(l[:3])})' for what, l in
@@ -183,8 +189,9 @@ def _mismatch(model, sd: dict) -> str | None:
     return '; '.join(parts) or None
 
 def _build_config(cfg, te_dir: Path):
-    "The config to build the skeleton with: BERT from the folder's `text_encoder/` config, no backbone checkpoint to read."
-    return cfg.replace(text_model=str(te_dir), text_random_init=True, backbone_weights=None)
+    "The config to build with: BERT (weights included) from the folder's text_encoder/, the backbone at random init."
+    random_ok = hasattr(cfg, 'random_parts')        # configs that name random initialisation 'random' explicitly
+    return cfg.replace(text_model=str(te_dir), text_random_init=False, backbone_weights='random' if random_ok else None)
 
 def _read_json(path: Path, what: str) -> dict:
     try: d = json.loads(path.read_text())
@@ -198,7 +205,7 @@ def _read_folder(cls, folder, device=None) -> tuple:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise MissingFileError(f'{folder}: pretrained folder not found. Fix: check the path (save_pretrained / mabp_export --pretrained write one).')
-    for name in (CONFIG_FILE, WEIGHTS_FILE, f'{TEXT_DIR}/config.json'):
+    for name in (CONFIG_FILE, WEIGHTS_FILE, f'{TEXT_DIR}/config.json', f'{TEXT_DIR}/{WEIGHTS_FILE}'):
         if not (folder / name).is_file():
             raise MissingFileError(f'{folder}: not a complete mabp pretrained folder ({name} is missing). '
                                    'Fix: pass a folder written by save_pretrained (or download the whole repository).')
@@ -213,12 +220,18 @@ def _read_folder(cls, folder, device=None) -> tuple:
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f'{folder / WEIGHTS_FILE}: cannot read the weights ({type(e).__name__}: {str(e)[:200]}): the file is '
                               'truncated or not safetensors. Fix: download or write the folder again.') from None
-    model = cls(_build_config(cfg, folder / TEXT_DIR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')          # 'initialised at random': every weight is loaded next
+            model = cls(_build_config(cfg, folder / TEXT_DIR))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f'{folder / TEXT_DIR}: cannot build the text encoder from it ({type(e).__name__}: {str(e)[:200]}). '
+                              'Fix: download or write the folder again.') from None
     problem = _mismatch(model, sd)
     if problem:
         raise CheckpointError(f'{folder / WEIGHTS_FILE}: the weights do not match the model of config.json '
                               f'(backbone {cfg.backbone}, hidden_dim {cfg.hidden_dim}): {problem}. Fix: write the folder again.')
-    model.load_state_dict(sd)
+    model.load_state_dict(sd, strict=False)          # strictness checked above; the BERT came from text_encoder/
     training = _read_json(folder / TRAINING_FILE, 'training record') if (folder / TRAINING_FILE).is_file() else {}
     info = dict(format='pretrained', path=str(folder), model_config=d, train_config=training.get('train_config'),
                 metrics=training.get('metrics'), mabp_version=training.get('mabp_version'))
