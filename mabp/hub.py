@@ -68,6 +68,10 @@ def metrics_table(metrics: dict | None) -> str | None:
         lines.append(f'| {split or "-"} | ' + ' | '.join(_fmt(r[c]) if c in r else '' for c in cols) + ' |')
     return '\n'.join(lines)
 
+def _text_random(cfg) -> bool:
+    "Whether the text encoder started from random weights (`text_model='random'`, or the older `text_random_init`)."
+    return cfg.text_model == 'random' or bool(getattr(cfg, 'text_random_init', False))
+
 def _is_synthetic(tc: dict) -> bool:
     "Trained on the synthetic GRES benchmark: no root (the cached tiny set) or a root written by `mabp.synthetic`."
     root = tc.get('root')
@@ -112,7 +116,7 @@ def model_card(model, metrics: dict | None = None, train_config: dict | None = N
          f'| visual encoder | `{cfg.backbone}`, {cfg.image_size}x{cfg.image_size} input (resized, aspect ratio not kept), '
          f'language fusion {"on" if cfg.language_fusion else "off"} |',
          f'| text encoder | BERT, hidden {tenc.hidden_size}, {tenc.num_hidden_layers} layers, {cfg.max_tokens} tokens max '
-         f'(initialised from {"random weights" if cfg.text_random_init else "pretrained weights"}) |',
+         f'(initialised from {"random weights" if _text_random(cfg) else "pretrained weights"}) |',
          f'| pixel decoder | deformable attention, hidden {cfg.hidden_dim}, {cfg.enc_layers} layer(s) |',
          f'| decoder | {3 * cfg.layers_per_scale} `{cfg.decoder}` layers over 3 scales, {cfg.n_queries} initial queries '
          f'(query generator `{cfg.query_generator}`) |',
