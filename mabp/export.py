@@ -48,10 +48,13 @@ class InferenceGraph(nn.Module):
         return out['masks'][-1], torch.stack(out['nt_logits'][4 - self.model.cfg.nt_depth:], 1)   # K x (B, 2) -> (B, K, 2)
 
 def _metadata(model) -> dict:
-    "What a runtime needs besides the graph: the config, the preprocessing and the decision rule."
+    "What a runtime needs besides the graph: the config, the tokenizer, the preprocessing and the decision rule."
     from mabp.core import IMAGENET_MEAN, IMAGENET_STD
+    from mabp.data import load_tokenizer
     cfg = model.cfg
+    tok = load_tokenizer(model.text_encoder.tokenizer_path)
     return dict(mabp_config=json.dumps(cfg.to_dict()), image_size=str(cfg.image_size), max_tokens=str(cfg.max_tokens),
+                tokenizer_json=tok.backend_tokenizer.to_str(), pad_token=tok.pad_token, pad_id=str(tok.pad_token_id),
                 mean=json.dumps(IMAGENET_MEAN), std=json.dumps(IMAGENET_STD), nt_heads=str(cfg.nt_depth), nt_rule=cfg.nt_rule,
                 nt_min_pixels=str(cfg.nt_min_pixels), mabp_version=_version())
 
