@@ -281,17 +281,17 @@ class MABPHubMixin(PyTorchModelHubMixin, repo_url=REPO_URL, docs_url=DOCS_URL, *
         return None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, device=None, revision: str = None, cache_dir=None,
-                        force_download: bool = False, token=None, local_files_only: bool = False, **ignored):
-        "The model of a local pretrained folder or a Hub repository id, in eval mode on `device` (default CPU)."
+    def from_pretrained(cls, pretrained_model_name_or_path, *, device=None, map_location=None, revision: str = None,
+                        cache_dir=None, force_download: bool = False, token=None, local_files_only: bool = False):
+        "The model of a local pretrained folder or a Hub repository id, in eval mode on `device` (default CPU; `map_location` as in the mixin)."
         folder = pretrained_folder(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only, force_download=force_download)
-        return _read_folder(cls, folder, device if device is not None else ignored.get('map_location'))[0]
+        return _read_folder(cls, folder, device if device is not None else map_location)[0]
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False, local_files_only=False,
                          token=None, map_location='cpu', **ignored):
-        return cls.from_pretrained(model_id, device=map_location, revision=revision, cache_dir=cache_dir,
+        return cls.from_pretrained(model_id, map_location=map_location, revision=revision, cache_dir=cache_dir,
                                    force_download=force_download, token=token, local_files_only=local_files_only)
 
 # %% ../nbs/12b_share.ipynb #21bbdfd1
