@@ -5,7 +5,7 @@
 # %% ../nbs/12c_deploy.ipynb #beba5e32
 from __future__ import annotations
 
-import contextlib, io, json, math, os, statistics, sys, time, warnings
+import contextlib, io, json, statistics, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +14,10 @@ from fastcore.script import Param, store_true
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+import mabp
 import mabp.deform_attn as deform_attn
-from .core import CheckpointError, ConfigError, MissingFileError, atomic_write, cli, ensure_dir
-from .data import collate_refs
+from .core import IMAGENET_MEAN, IMAGENET_STD, ConfigError, MissingFileError, atomic_write, cli
+from .data import collate_refs, load_tokenizer
 from .hub import is_pretrained_folder, load_pretrained, save_pretrained
 from .model import decide, dummy_batch
 from .checkpoint import load_model
@@ -49,18 +50,12 @@ class InferenceGraph(nn.Module):
 
 def _metadata(model) -> dict:
     "What a runtime needs besides the graph: the config, the tokenizer, the preprocessing and the decision rule."
-    from mabp.core import IMAGENET_MEAN, IMAGENET_STD
-    from mabp.data import load_tokenizer
     cfg = model.cfg
     tok = load_tokenizer(model.text_encoder.tokenizer_path)
     return dict(mabp_config=json.dumps(cfg.to_dict()), image_size=str(cfg.image_size), max_tokens=str(cfg.max_tokens),
                 tokenizer_json=tok.backend_tokenizer.to_str(), pad_token=tok.pad_token, pad_id=str(tok.pad_token_id),
                 mean=json.dumps(IMAGENET_MEAN), std=json.dumps(IMAGENET_STD), nt_heads=str(cfg.nt_depth), nt_rule=cfg.nt_rule,
-                nt_min_pixels=str(cfg.nt_min_pixels), mabp_version=_version())
-
-def _version() -> str:
-    import mabp
-    return str(getattr(mabp, '__version__', '?'))
+                nt_min_pixels=str(cfg.nt_min_pixels), mabp_version=mabp.__version__)
 
 # %% ../nbs/12c_deploy.ipynb #7baa98f0
 def export_onnx(model, path, opset: int = 17, check: bool = True) -> Path:

@@ -5,15 +5,16 @@
 # %% ../nbs/12b_share.ipynb #beba5e32
 from __future__ import annotations
 
-import json, os, warnings
+import json, warnings
 from pathlib import Path
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, snapshot_download
+from huggingface_hub import ModelCardData, PyTorchModelHubMixin, snapshot_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save as safetensors_bytes
 
+import mabp
 from .core import CheckpointError, ConfigError, MissingFileError, atomic_write, ensure_dir
 from .data import load_tokenizer
 
@@ -151,16 +152,12 @@ def model_card(model, metrics: dict | None = None, train_config: dict | None = N
     return '\n'.join(L)
 
 # %% ../nbs/12b_share.ipynb #6155fe80
-def _mabp_version() -> str:
-    import mabp
-    return str(getattr(mabp, '__version__', '?'))
-
 BERT_PREFIX = 'text_encoder.bert.'     # state-dict keys stored in text_encoder/model.safetensors
 
 def _write_folder(model, folder, metrics=None, train_config=None, card_data=None) -> Path:
     model = getattr(model, 'module', model)                 # a DDP-wrapped model
     folder = ensure_dir(folder, 'pretrained folder')
-    meta = dict(format='pt', mabp_version=_mabp_version(), torch_version=str(torch.__version__))
+    meta = dict(format='pt', mabp_version=mabp.__version__, torch_version=str(torch.__version__))
     sd = {k: v.detach().to('cpu').contiguous() for k, v in model.state_dict().items()}
     rest = {k: v for k, v in sd.items() if not k.startswith(BERT_PREFIX)}
     bert = {k[len(BERT_PREFIX):]: v for k, v in sd.items() if k.startswith(BERT_PREFIX)}
