@@ -16,6 +16,7 @@ from torch.utils.data import Subset
 from .core import ConfigError, MissingFileError, cli
 from .data import RefDataset, load_tokenizer
 from .evaluate import evaluate_model
+from .metrics import METRICS
 from .model import MABP, MABPConfig
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .synthetic import synthetic_set
@@ -23,13 +24,11 @@ from .timing import git_commit, repo_root
 from .train import TrainConfig, time_train_step, train
 
 # %% auto #0
-__all__ = ['METRICS', 'TABLE_METRICS', 'PAPER', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'ablation_plan', 'append_rows',
-           'load_results', 'eval_subset', 'slim_checkpoint', 'run_one', 'steps_from_budget', 'run_ablation',
-           'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table', 'compare_orderings', 'rankings',
-           'plot_ablation']
+__all__ = ['TABLE_METRICS', 'PAPER', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'ablation_plan', 'append_rows', 'load_results',
+           'eval_subset', 'slim_checkpoint', 'run_one', 'steps_from_budget', 'run_ablation', 'mabp_ablate', 'summarize',
+           'ablation_table', 'at_budget', 'budget_table', 'compare_orderings', 'rankings', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
-METRICS = ('cIoU', 'gIoU', 'N-acc', 'T-acc', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7')
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
 
 PAPER = {

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fastcore.script import Param, store_true
 
 import mabp.metrics as E
-from .core import cli, pick_device
+from .core import cli, model_device, pick_device
 from .timing import load_avg, machine_info, cpu_busy, quiet_rounds, time_interleaved, _sync, _QUIET
 from .deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_attn_naive
 from .model import MABP, MABPConfig, build_criterion, dummy_batch, micro_config
@@ -173,6 +173,7 @@ def preset_config(preset: str = 'tiny', **overrides):
     "`MABPConfig` of a preset name: 'micro' (`micro_config()`), 'tiny', 'paper' or 'official', with field overrides."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: expected one of {PRESETS}')
     cfg = micro_config() if preset == 'micro' else getattr(MABPConfig, preset)()
+    if cfg.weight_problems(): cfg = cfg.replace(text_model='random', backbone_weights='random')   # timing needs no pretrained weights
     return cfg.replace(**overrides) if overrides else cfg
 
 def build_model(preset: str = 'tiny', device=None, seed: int = 0, **overrides):
@@ -192,7 +193,7 @@ def model_setup(model, mode: str = 'infer', batch: int = 1, variant: str = 'defa
     "Inputs and a `step()` callable: inference-mode forward (`mode='infer'`) or a full training step (`'train'`)."
     if mode not in ('infer', 'train'): raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
     if variant not in VARIANTS: raise ValueError(f'unknown variant {variant!r}: expected one of {VARIANTS}')
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     img, ids, am, mask, nt = (t.to(dev) for t in dummy_batch(model.cfg, batch, seed))
     _set_sdpa(model, variant != 'mha')
     if variant == 'channels_last':

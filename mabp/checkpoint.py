@@ -17,7 +17,7 @@ from .model import MABP, MABPConfig
 
 # %% auto #0
 __all__ = ['CHECKPOINT_VERSION', 'seed_all', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_finite',
-           'load_model']
+           'architecture_config', 'load_model']
 
 # %% ../nbs/09b_checkpoint.ipynb #aa108fea
 def seed_all(seed: int):
@@ -81,6 +81,12 @@ def check_finite(sd: dict, source, n_show: int = 3):
         raise CheckpointError(f'{source}: non-finite values in {len(bad)} tensor(s) (e.g. {", ".join(bad[:n_show])}): the run that '
                               'wrote it diverged or the file is corrupt. Fix: use an earlier checkpoint (a step_*.pt) or retrain.')
 
+def architecture_config(mcfg: MABPConfig) -> MABPConfig:
+    "`mcfg` built without reading any pretrained file (the checkpoint holds every weight): the backbone at random init, and a text model whose folder is not here at bert-base's shapes."
+    text = mcfg.text_model
+    if text not in (None, 'random') and not Path(str(text)).expanduser().is_dir(): text = 'random'
+    return mcfg.replace(backbone_weights='random', text_model=text)
+
 def load_model(path, map_location='cpu') -> tuple:
     "Rebuild `MABP` from a checkpoint's stored config and load its weights: `(model in eval mode, checkpoint dict)`."
     ckpt = load_checkpoint(path, map_location)
@@ -90,7 +96,7 @@ def load_model(path, map_location='cpu') -> tuple:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'{path}: its model_config does not fit this mabp version ({e}). '
                               'Fix: use the mabp version that wrote it, or retrain.') from None
-    model = MABP(mcfg.replace(backbone_weights=None))
+    model = MABP(architecture_config(mcfg))
     model.cfg = mcfg
     problem = _state_dict_mismatch(model, ckpt['model'])
     if problem:

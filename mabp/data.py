@@ -139,8 +139,8 @@ def _load_tokenizer(path: str):
     return BertTokenizerFast.from_pretrained(path)
 
 def load_tokenizer(path=None):
-    "A `BertTokenizerFast` from a local directory (default: the uncased MiniLM one); cached per path."
-    path = Path(path or minilm_path())
+    "A `BertTokenizerFast` from a local directory (default, and for a text model at random init (`'random'`): the uncased MiniLM one, whose vocabulary is bert-base-uncased's); cached per path."
+    path = Path(minilm_path() if path in (None, 'random') else path)
     if not (path / 'vocab.txt').exists() and not (path / 'tokenizer.json').exists():
         raise FileNotFoundError(f'{path}: no tokenizer here (vocab.txt / tokenizer.json missing). '
                                 'Fix: pass the directory of a Hugging Face BERT model.')
@@ -271,7 +271,7 @@ class RefIndex:
         self.refs, self.ref_path, self.inst_path = refs, ref_path, inst_path
         self.images, self.dup_images = _by_id(instances['images'])
         self.anns, self.dup_anns = _by_id(instances['annotations'])
-        self.categories = {c.get('id'): c.get('name') for c in instances.get('categories') or []}
+        self.categories = {c.get('id'): c.get('name') for c in instances.get('categories') or [] if _is_int(c.get('id'))}
         n = Counter(r.get('ref_id') for r in refs if isinstance(r.get('ref_id'), (int, str)))
         self.dup_refs = {i for i, k in n.items() if k > 1}
         self.image_dir = self.root / 'images' / 'train2014'

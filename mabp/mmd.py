@@ -124,11 +124,11 @@ class MMDLayer(nn.Module):
         return (q, lang, attn) if return_attn else (q, lang)
 
 # %% ../nbs/06_mmd.ipynb #e02f236d
-def region_attention_mask(query_logits: Tensor,   # (B, N, HW) every query's logits on the full map
-                          inside: Tensor           # (N, HW) bool, True where the pixel is inside the query's own window
-                         ) -> Tensor:              # (B, N, HW) bool, True = HIDDEN
-    "Hide a pixel from a query iff predicted background (sigmoid < 0.5) and outside the query's window; unhide all-hidden rows."
-    hidden = (query_logits.detach().sigmoid() < 0.5) & ~inside.bool()      # (B, N, HW), inside broadcast over B
+def region_attention_mask(logits: Tensor,   # (B, 1, HW) stitched map shared by the queries, or (B, N, HW) one map per query
+                          inside: Tensor    # (N, HW) bool, True where the pixel is inside the query's own window
+                         ) -> Tensor:       # (B, N, HW) bool, True = HIDDEN
+    "Hide pixel p from query q iff the map says background at p (sigmoid < 0.5) and p is outside q's window; unhide all-hidden rows."
+    hidden = (logits.detach().sigmoid() < 0.5) & ~inside.bool()             # (B, 1|N, HW) & (N, HW) -> (B, N, HW)
     return hidden & ~hidden.all(-1, keepdim=True)                          # rows hidden everywhere -> all False
 
 # %% ../nbs/06_mmd.ipynb #d37ab164
@@ -144,25 +144,29 @@ def upsample_queries(q: Tensor) -> Tensor:
 
 # %% ../nbs/06_mmd.ipynb #1bf91146
 class RelaLayer(nn.Module):
-    "ReLA-style decoder layer (Table V baseline): masked cross-attention to visual tokens (RIA), cross-attention to words (RLA), self-attention over queries, FFN."
-    def __init__(self, dim: int = 256, n_heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.0):
+    "ReLA-style decoder layer (Table V baseline): masked cross-attention to visual tokens (RIA), gated RLA to the words (first layer only), self-attention, FFN."
+    def __init__(self, dim: int = 256, n_heads: int = 8, ffn_dim: int = 2048, dropout: float = 0.0,
+                 rla: bool = True,            # this layer has the language attention (ReLA: the first layer only)
+                 rla_weight: float = 0.1):    # fixed factor of the RLA term (ReLA's rla_weight)
         super().__init__()
-        self.dim, self.n_heads = dim, n_heads
+        self.dim, self.n_heads, self.rla_weight = dim, n_heads, rla_weight
         self.ria = AttentionBlock(dim, n_heads, dropout)
-        self.rla = AttentionBlock(dim, n_heads, dropout)
+        if rla:
+            self.rla = AttentionBlock(dim, n_heads, dropout)
+            self.rla_gate = nn.Parameter(torch.zeros(()))       # w: the term starts at 0.1 * sigmoid(0) = 0.05 of RLA's output
+        else: self.rla = self.rla_gate = None
         self.self_attn = AttentionBlock(dim, n_heads, dropout)
         self.ffn = FFNBlock(dim, ffn_dim, dropout)
 
     def forward(self, q, q_pos, vis, vis_pos, lang, lang_pos, attn_mask=None, return_attn: bool = False, lang_mask=None):
-        "Same signature as `MMDLayer.forward`; -> (q, lang) or (q, lang, attn (B,N,HW)); `lang` is returned unchanged."
+        "Same signature as `MMDLayer.forward`; -> (q, lang) or (q, lang, attn (B,N,HW)); `lang`, `lang_pos`, `lang_mask` pass unused but `lang` feeds RLA."
         B, N, C = q.shape
-        L = lang.shape[1]
         if attn_mask is not None:
             attn_mask = attn_mask.bool().expand(B, N, vis.shape[1])
             attn_mask = attn_mask & ~attn_mask.all(-1, keepdim=True)                 # no query without a key
         q, attn = self.ria(q, q_pos, vis, vis_pos, attn_mask, need_weights=return_attn)
-        word_mask = None if lang_mask is None else (~lang_mask.bool())[:, None, :].expand(B, N, L)  # (B, L) -> (B, N, L)
-        q, _ = self.rla(q, q_pos, lang, lang_pos, word_mask)
+        if self.rla is not None:
+            q = q + self.rla_weight * torch.sigmoid(self.rla_gate) * self.rla(q, None, lang, None)[0]
         q, _ = self.self_attn(q, q_pos, q, q_pos)
         q = self.ffn(q)
         return (q, lang, attn) if return_attn else (q, lang)

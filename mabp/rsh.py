@@ -10,8 +10,9 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['window_geometry', 'check_windows', 'window_partition', 'window_reverse', 'own_window_mask', 'MLP', 'RegionalMaskHead',
-           'window_centroids', 'NoTargetBranch', 'QueryFPN', 'NaiveMaskHead', 'RelaNTHead']
+__all__ = ['window_partition', 'window_reverse', 'window_geometry', 'check_windows', 'query_windows', 'stitch_windows',
+           'own_window_mask', 'MLP', 'RegionalMaskHead', 'window_centroids', 'NoTargetBranch', 'QueryFPN',
+           'NaiveMaskHead', 'RelaNTHead']
 
 # %% ../nbs/07_rsh.ipynb #34cb1079
 def _grid_size(n_queries:int) -> int:
@@ -40,7 +41,7 @@ def check_windows(H:int, W:int, g:int) -> tuple:
     return geo
 
 # %% ../nbs/07_rsh.ipynb #d62de821
-def window_partition(x:torch.Tensor, g:int) -> torch.Tensor:
+def query_windows(x:torch.Tensor, g:int) -> torch.Tensor:
     "Zero-pad `x` (B,C,H,W) and cut it into the `g*g` row-major windows: (B, N, C, win_h*win_w)."
     B, C, H, W = x.shape
     win_h, win_w, (top, bottom, left, right) = check_windows(H, W, g)
@@ -49,16 +50,18 @@ def window_partition(x:torch.Tensor, g:int) -> torch.Tensor:
     x = x.permute(0, 2, 4, 1, 3, 5)                     # -> (B, gy, gx, C, win_h, win_w)
     return x.reshape(B, g * g, C, win_h * win_w)        # -> (B, N, C, win_h*win_w), n = gy*g + gx
 
-def window_reverse(w:torch.Tensor, g:int, H:int, W:int) -> torch.Tensor:
+def stitch_windows(w:torch.Tensor, g:int, H:int, W:int) -> torch.Tensor:
     "Stitch per-window maps `w` (B,N,win_h,win_w) (or (B,N,win_h*win_w)) back into one map and crop the padding: (B,H,W)."
     win_h, win_w, (top, bottom, left, right) = check_windows(H, W, g)
     B, N = w.shape[:2]
     if N != g * g or w[0, 0].numel() != win_h * win_w:
-        raise ValueError(f"window_reverse: expected (B, {g*g}, {win_h}, {win_w}) windows for a {H}x{W} map, got {tuple(w.shape)}.")
+        raise ValueError(f"stitch_windows: expected (B, {g*g}, {win_h}, {win_w}) windows for a {H}x{W} map, got {tuple(w.shape)}.")
     x = w.reshape(B, g, g, win_h, win_w)                # (B, N, win_h, win_w) -> (B, gy, gx, win_h, win_w)
     x = x.permute(0, 1, 3, 2, 4)                        # -> (B, gy, win_h, gx, win_w)
     x = x.reshape(B, g * win_h, g * win_w)              # -> (B, g*win_h, g*win_w) padded map
     return x[:, top:top + H, left:left + W]             # -> (B, H, W)
+
+window_partition, window_reverse = query_windows, stitch_windows   # old names (clash with timm's), kept for one release
 
 def _window_owner(H:int, W:int, g:int, device=None) -> torch.Tensor:
     "Index of the query whose window holds each pixel: (H*W,) long."
@@ -104,8 +107,12 @@ class _MaskEmbedding(nn.Module):
 # %% ../nbs/07_rsh.ipynb #236c1982
 class RegionalMaskHead(_MaskEmbedding):
     "RSH main branch (Fig. 3b): each query predicts only its own window; the windows form one logit map."
-    def __init__(self, dim:int=256):
+    def __init__(self, dim:int=256,
+                 attn_mask_rule:str='stitched'):  # 'stitched' (authors): the attention mask reads the stitched map; 'own': each query's full-map logits
         super().__init__(dim)
+        if attn_mask_rule not in ('stitched', 'own'):
+            raise ValueError(f"attn_mask_rule must be 'stitched' or 'own', got {attn_mask_rule!r}")
+        self.attn_mask_rule = attn_mask_rule
 
     def forward(self, q:torch.Tensor, feats:torch.Tensor) -> dict:
         "`q` (B,N,C) queries on a row-major grid, `feats` (B,C,H,W) -> dict(logits (B,H,W), embed (B,N,C))."
@@ -113,17 +120,29 @@ class RegionalMaskHead(_MaskEmbedding):
         H, W = feats.shape[-2:]
         g = _grid_size(N)
         embed = self.embed_queries(q)                                  # (B, N, C)
-        wins = window_partition(feats, g)                              # (B, N, C, win_h*win_w)
+        wins = query_windows(feats, g)                                 # (B, N, C, win_h*win_w)
         m = torch.einsum('bnc,bncp->bnp', embed, wins)                 # (B, N, win_h*win_w): query n on window n only
-        return dict(logits=window_reverse(m, g, H, W), embed=embed)    # (B, H, W)
+        return dict(logits=stitch_windows(m, g, H, W), embed=embed)    # (B, H, W)
+
+    def attn_logits(self, q:torch.Tensor, feats:torch.Tensor, out:dict|None=None) -> torch.Tensor:
+        "Logits the decoder's attention mask reads: (B, 1, H*W) stitched map ('stitched') or (B, N, H*W) per query ('own')."
+        if self.attn_mask_rule == 'own':
+            embed = out['embed'] if out is not None else self.embed_queries(q)
+            return self.query_logits(embed, feats)                     # (B, N, H*W)
+        out = out if out is not None else self(q, feats)
+        return out['logits'].flatten(1)[:, None]                       # (B, H, W) -> (B, 1, H*W), shared by all queries
+
+    def window_mask(self, H:int, W:int, g:int, device=None) -> torch.Tensor:
+        "(N, H*W) bool: the pixels each query always sees, its own window."
+        return own_window_mask(H, W, g, device)
 
 # %% ../nbs/07_rsh.ipynb #0eff9a8f
 def window_centroids(feats:torch.Tensor, g:int, count_padding:bool=False) -> torch.Tensor:
     "Mean feature of each of the `g*g` windows of `feats` (B,C,H,W): (B,N,C). Padding is excluded unless `count_padding`."
-    wins = window_partition(feats, g)                                   # (B, N, C, win_h*win_w), zeros in the padding
+    wins = query_windows(feats, g)                                   # (B, N, C, win_h*win_w), zeros in the padding
     if count_padding: return wins.mean(-1)                              # (B, N, C)
     H, W = feats.shape[-2:]
-    n_real = window_partition(feats.new_ones(1, 1, H, W), g).sum(-1)    # (1, N, 1) real pixels per window (>0, checked)
+    n_real = query_windows(feats.new_ones(1, 1, H, W), g).sum(-1)    # (1, N, 1) real pixels per window (>0, checked)
     return wins.sum(-1) / n_real                                        # (B, N, C)
 
 class NoTargetBranch(nn.Module):
@@ -137,8 +156,8 @@ class NoTargetBranch(nn.Module):
         self.sentence = MLP(n_tokens, n_tokens, 1, 2)          # over the token axis: L -> L -> 1
         self.classifier = MLP(2 * n_queries, 2 * n_queries, 2, n_layers)
 
-    def forward(self, embed:torch.Tensor, feats:torch.Tensor, lang:torch.Tensor) -> torch.Tensor:
-        "`embed` (B,N,C) mask embeddings, `feats` (B,C,H,W), `lang` (B,L,C) language tokens -> (B,2) logits."
+    def forward(self, embed:torch.Tensor, feats:torch.Tensor, lang:torch.Tensor, q=None) -> torch.Tensor:
+        "`embed` (B,N,C) mask embeddings, `feats` (B,C,H,W), `lang` (B,L,C) language tokens -> (B,2) logits. `q` is unused."
         B, N, C = embed.shape
         if N != self.n_queries:
             raise ValueError(f"NoTargetBranch was built for n_queries={self.n_queries} but got {N} queries.")
@@ -186,6 +205,15 @@ class NaiveMaskHead(_MaskEmbedding):
         weights = self.score(h).squeeze(-1).softmax(-1)                 # (B, N, 1) -> (B, N), sums to 1
         return dict(logits=torch.einsum('bn,bnhw->bhw', weights, masks), embed=embed, weights=weights)
 
+    def attn_logits(self, q:torch.Tensor, feats:torch.Tensor, out:dict|None=None) -> torch.Tensor:
+        "Every query's own full-map logits (B, N, H*W), as ReLA's decoder masks its attention."
+        embed = out['embed'] if out is not None else self.embed_queries(q)
+        return self.query_logits(embed, feats)
+
+    def window_mask(self, H:int, W:int, g:int, device=None) -> torch.Tensor:
+        "(N, H*W) all False: the naive head has no windows."
+        return torch.zeros(g * g, H * W, dtype=torch.bool, device=device)
+
 class RelaNTHead(nn.Module):
     "ReLA's no-target head: MLP(dim, dim, 2) on each LayerNorm-ed query, logits averaged over the queries -> (B,2)."
     def __init__(self, dim:int=256, n_layers:int=2):
@@ -193,5 +221,7 @@ class RelaNTHead(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mlp = MLP(dim, dim, 2, n_layers)
 
-    def forward(self, q:torch.Tensor) -> torch.Tensor:
+    def forward(self, embed=None, feats=None, lang=None, q:torch.Tensor|None=None) -> torch.Tensor:
+        "The no-target heads' signature; only the queries `q` (B,N,C) are used."
+        if q is None: raise ValueError('RelaNTHead reads the queries: call it with q=(B, N, C) queries')
         return self.mlp(self.norm(q)).mean(1)                           # (B, N, 2) -> (B, 2)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_synthetic.ipynb #f2406241
 from __future__ import annotations
-import json, os, shutil, sys, tempfile, time, uuid
+import contextlib, json, os, re, shutil, sys, tempfile, time, uuid, warnings
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
@@ -13,10 +13,11 @@ from .data import dataset_stats, DataError
 from .core import ConfigError, cli, ensure_dir
 
 # %% auto #0
-__all__ = ['GENERATOR_VERSION', 'SHAPES', 'COLOURS', 'SIZES', 'HELD_OUT', 'SPLITS', 'SHARES', 'TYPE_WEIGHTS', 'TINY_KW',
-           'shape_polygon', 'rasterize', 'render_scene', 'sample_scene', 'variants', 'scene_expressions', 'conjunction',
-           'choose_refs', 'split_sizes', 'make_synthetic_gres', 'load_scenes', 'scene_target_mask', 'synthetic_stats',
-           'tiny_gres', 'mabp_synth']
+__all__ = ['GENERATOR_VERSION', 'SHAPES', 'COLOURS', 'SIZES', 'HELD_OUT', 'SPLITS', 'SHARES', 'TYPE_WEIGHTS', 'MAX_IMAGES',
+           'MAX_IMAGE_SIZE', 'MARKER', 'TINY_KW', 'shape_polygon', 'rasterize', 'render_scene', 'sample_scene',
+           'variants', 'scene_expressions', 'conjunction', 'choose_refs', 'split_sizes', 'check_synthetic_args',
+           'make_synthetic_gres', 'load_scenes', 'scene_target_mask', 'synthetic_stats', 'synthetic_is_valid',
+           'synthetic_set', 'tiny_gres', 'mabp_synth']
 
 # %% ../nbs/02_synthetic.ipynb #92db5238
 GENERATOR_VERSION = 2   # bump whenever the generated data changes (caches key on it)
@@ -329,14 +330,36 @@ def split_sizes(n_images, eval_frac=0.075) -> dict:
         raise ConfigError(f'n_images={n_images} is too small for 4 splits. Fix: ask for at least 4 images.')
     return {'train': n_images - 3 * ne, 'val': ne, 'testA': ne, 'testB': ne}
 
+# %% ../nbs/02_synthetic.ipynb #fb97d038
+MAX_IMAGES, MAX_IMAGE_SIZE = 1_000_000, 1024
+MARKER = '.mabp_synthetic.json'   # written last by the generator: the set is complete, and these are its parameters
+
+def _int_arg(name, v, lo, hi, fix):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+        raise ConfigError(f'{name}={v!r}: not an integer. Fix: {fix}.')
+    if not lo <= v <= hi: raise ConfigError(f'{name}={v}: out of range [{lo}, {hi}]. Fix: {fix}.')
+
+def check_synthetic_args(n_images=4000, image_size=128, seed=0, eval_frac=0.075, refs_per_image=(2, 4), jpeg_quality=92):
+    "One-line `ConfigError` for any generator argument out of range (called before any work is done)."
+    _int_arg('image_size', image_size, 32, MAX_IMAGE_SIZE, f'use 32 to {MAX_IMAGE_SIZE} px (at least 32 px: smaller, the objects do not fit)')
+    _int_arg('n_images', n_images, 4, MAX_IMAGES, f'ask for 4 to {MAX_IMAGES:,} images')
+    _int_arg('seed', seed, 0, 2**32 - 1, 'use a seed from 0 to 2**32 - 1')
+    if not isinstance(eval_frac, (int, float)) or isinstance(eval_frac, bool) or not 0 < eval_frac < 1 / 3:
+        raise ConfigError(f'eval_frac={eval_frac!r}: must be a number in (0, 1/3) (val, testA and testB each get that share). Fix: use e.g. 0.075.')
+    rpi = tuple(refs_per_image) if isinstance(refs_per_image, (list, tuple)) else None
+    if not rpi or len(rpi) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in rpi) or not 1 <= rpi[0] <= rpi[1] <= 20:
+        raise ConfigError(f'refs_per_image={refs_per_image!r}: must be (low, high) integers with 1 <= low <= high <= 20. Fix: use e.g. (2, 4).')
+    _int_arg('jpeg_quality', jpeg_quality, 1, 100, 'use 1 to 100 (92 by default)')
+    split_sizes(n_images, eval_frac)
+
 # %% ../nbs/02_synthetic.ipynb #ff1b0e02
 def make_synthetic_gres(out_dir, n_images=4000, image_size=128, seed=0, eval_frac=0.075, refs_per_image=(2, 4),
-                        jpeg_quality=92, progress=True) -> Path:
-    "Write a synthetic gRefCOCO (ReLA layout) under `out_dir`; deterministic for a seed. Returns `out_dir`."
+                        jpeg_quality=92, progress=True, tag: str = '') -> Path:
+    "Write a synthetic gRefCOCO (ReLA layout) under `out_dir`, then its marker; deterministic for a seed. Returns `out_dir`."
     out = Path(out_dir).expanduser()
-    if int(image_size) < 32: raise ConfigError(f'image_size={image_size}: objects do not fit. Fix: use at least 32 px.')
-    split_sizes(n_images, eval_frac)                          # checks n_images
+    check_synthetic_args(n_images, image_size, seed, eval_frac, refs_per_image, jpeg_quality)   # before any work
     _refuse_foreign(out)
+    with contextlib.suppress(FileNotFoundError): (out / MARKER).unlink()    # incomplete until the marker is written again
     ensure_dir(out / 'grefcoco', 'output folder')
     img_dir = out / 'images' / 'train2014'; img_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -384,6 +407,7 @@ def make_synthetic_gres(out_dir, n_images=4000, image_size=128, seed=0, eval_fra
     _write_json(out / 'grefcoco' / 'instances.json', dict(info=meta, images=images, annotations=anns, categories=cats))
     _write_json(out / 'grefcoco' / 'grefs(unc).json', refs)
     _write_json(out / 'grefcoco' / 'synthetic_scenes.json', dict(meta, scenes=list(scenes.values())))
+    _write_json(out / MARKER, dict(meta, eval_frac=eval_frac, refs_per_image=list(refs_per_image), jpeg_quality=jpeg_quality, tag=tag))
     return out
 
 def _refuse_foreign(out: Path):
@@ -425,6 +449,87 @@ def synthetic_stats(root) -> 'pd.DataFrame':
                                                     if s == 'total' or r['split'] == s]), 1) for s in df.index]
     return df
 
+# %% ../nbs/02_synthetic.ipynb #f9848324
+_OUR_JSON = ('grefcoco/instances.json', 'grefcoco/grefs(unc).json', 'grefcoco/synthetic_scenes.json')
+_OUR_IMAGE = re.compile(r'synth_\d{6}\.jpg')
+
+def _set_params(dest: Path) -> dict | None:
+    "The generator parameters of the set at `dest` (its marker; else, for older sets, instances.json's `info`), or None."
+    for f in (dest / MARKER, dest / 'grefcoco' / 'instances.json'):
+        try: d = json.loads(f.read_text())
+        except (OSError, ValueError): continue
+        d = d.get('info', d) if f.name == 'instances.json' and isinstance(d, dict) else d
+        if isinstance(d, dict) and d.get('generator') == 'mabp.synthetic': return dict(d, legacy=f.name != MARKER)
+    return None
+
+def _foreign_files(dest: Path) -> list:
+    "Paths under `dest` (relative) that the generator does not write: anything but its JSON files, marker and images."
+    out = []
+    for top, dirs, files in os.walk(dest):
+        rel = Path(top).relative_to(dest).as_posix()
+        for n in dirs + files:
+            p = Path(top) / n
+            r = n if rel == '.' else f'{rel}/{n}'
+            if p.is_symlink(): out.append(r + ' (a symbolic link)'); dirs[:] = [d for d in dirs if d != n]; continue
+            if n in dirs: ok = r in ('grefcoco', 'images', 'images/train2014')
+            else: ok = (r in _OUR_JSON or r == MARKER or (rel == '.' and n.startswith('.complete')) or
+                        (rel == 'grefcoco' and n.endswith('.json.tmp')) or (rel == 'images/train2014' and _OUR_IMAGE.fullmatch(n)))
+            if not ok: out.append(r)
+    return sorted(out)
+
+def _why_not_ours(dest: Path) -> str | None:
+    "Why the non-empty folder `dest` may not be replaced, or None when it is provably a synthetic set of ours."
+    if _set_params(dest) is None:
+        entries = sorted(p.name for p in dest.iterdir())
+        return (f'does not hold a synthetic set written by mabp (it holds {len(entries)} entr{"y" if len(entries) == 1 else "ies"}, '
+                f'e.g. {", ".join(entries[:3])})')
+    foreign = _foreign_files(dest)
+    if foreign: return f'holds a synthetic set but also {len(foreign)} file(s) mabp did not write (e.g. {", ".join(foreign[:3])})'
+    return None
+
+def synthetic_is_valid(root, n_images: int, image_size: int, seed: int = 0, **options) -> bool:
+    "True when `root` holds a complete synthetic set of these parameters (and `options`) made by this generator version."
+    root = Path(root).expanduser()
+    p = _set_params(root) if root.is_dir() else None
+    want = dict(version=GENERATOR_VERSION, n_images=n_images, image_size=image_size, seed=seed, **options)
+    if p is None or any(p.get(k, None) != (list(v) if isinstance(v, tuple) else v) for k, v in want.items()): return False
+    if not all((root / f).is_file() for f in _OUR_JSON): return False
+    img_dir = root / 'images' / 'train2014'
+    names = {e.name for e in os.scandir(img_dir)} if img_dir.is_dir() else set()
+    return names == {f'synth_{i:06d}.jpg' for i in range(1, n_images + 1)}
+
+def synthetic_set(dest, n_images: int = 4000, image_size: int = 128, seed: int = 0, progress: bool = True,
+                  overwrite: bool = False, **options) -> tuple:
+    "`(path, generated)`: reuse the complete synthetic set at `dest`, or generate it there atomically (replacing only a set of ours)."
+    check_synthetic_args(n_images, image_size, seed, **{k: v for k, v in options.items() if k != 'tag'})
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f'{dest}: exists and is a file, not a folder. Fix: pass a folder for the synthetic set.')
+    if not overwrite and synthetic_is_valid(dest, n_images, image_size, seed, **options): return dest, False
+    def refuse_unless_ours():
+        why = _why_not_ours(dest) if dest.is_dir() and any(dest.iterdir()) else None
+        if why: raise ConfigError(f'{dest}: {why}; refusing to replace it, as that would delete files mabp did not write. '
+                                  'Fix: pass a new or empty folder, or move those files out.')
+    refuse_unless_ours()                                     # before the work
+    old = _set_params(dest) if dest.is_dir() else None
+    ensure_dir(dest.parent, 'parent folder of the synthetic set')
+    tmp = dest.parent / f'.{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}'
+    try:
+        make_synthetic_gres(tmp, n_images=n_images, image_size=image_size, seed=seed, progress=progress, **options)
+        if not overwrite and synthetic_is_valid(dest, n_images, image_size, seed, **options): return dest, False   # made meanwhile
+        refuse_unless_ours()                                 # again: files may have appeared while we worked
+        if old is not None:
+            warnings.warn(f"{dest}: replacing the synthetic set there ({old.get('n_images')} images of {old.get('image_size')} px, "
+                          f"seed {old.get('seed')}, generator version {old.get('version')}) by {n_images} images of {image_size} px, seed {seed}.")
+        trash = dest.parent / f'.{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}'
+        if dest.exists(): os.rename(dest, trash)
+        try: os.rename(tmp, dest)
+        except OSError:                                      # another process installed its copy first
+            if not synthetic_is_valid(dest, n_images, image_size, seed, **options): raise
+        shutil.rmtree(trash, ignore_errors=True)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return dest, True
+
 # %% ../nbs/02_synthetic.ipynb #55f991c2
 TINY_KW = dict(n_images=24, image_size=96, seed=0, eval_frac=1 / 6)
 
@@ -435,21 +540,13 @@ def _cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / 'mabp_cache'
 
 def tiny_gres(root=None) -> Path:
-    "Path of a tiny cached synthetic gRefCOCO (generated on first use, < 3 s)."
+    "Path of a tiny cached synthetic gRefCOCO (`synthetic_set`; generated on first use in < 3 s, again when this module changes)."
     dest = Path(root) if root is not None else _cache_dir() / 'tiny_gres'
-    import hashlib, mabp.synthetic as _m   # the stamp changes whenever the generator's code or settings change
-    src = hashlib.sha1(Path(_m.__file__).read_bytes() + repr(sorted(TINY_KW.items())).encode()).hexdigest()[:12]
-    stamp = f'.complete-v{GENERATOR_VERSION}-{src}'
-    if (dest / stamp).exists(): return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f'.{dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}'
-    make_synthetic_gres(tmp, progress=False, **TINY_KW)
-    (tmp / stamp).touch()
-    if dest.exists() and not (dest / stamp).exists(): shutil.rmtree(dest, ignore_errors=True)  # stale version
-    try: os.rename(tmp, dest)
-    except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process won the race
-    if not (dest / stamp).exists(): raise RuntimeError(f'could not create the tiny synthetic set at {dest}')
-    return dest
+    import hashlib, mabp.synthetic as _m   # the tag changes whenever the generator's code changes
+    tag = 'code-' + hashlib.sha1(Path(_m.__file__).read_bytes()).hexdigest()[:12]
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*replacing the synthetic set')   # an older tiny set: expected
+        return synthetic_set(dest, progress=False, tag=tag, **TINY_KW)[0]
 
 # %% ../nbs/02_synthetic.ipynb #2468062e
 @cli
@@ -458,11 +555,20 @@ def mabp_synth(
     n_images: int = 4000,   # total images (7.5% each for val, testA, testB)
     image_size: int = 128,  # square image side in pixels
     seed: int = 0,          # random seed (same seed, same files)
+    overwrite: bool = False,  # replace a synthetic set already at --out (only one mabp_synth wrote, with no other files)
 ):
     "Write a synthetic gRefCOCO-style GRES benchmark and print its split statistics."
     if out is None: raise ConfigError('--out is missing. Fix: pass --out FOLDER (it is created).')
+    check_synthetic_args(n_images, image_size, seed)
+    dest = Path(out).expanduser()
+    if dest.is_dir() and not overwrite and (any((dest / n).exists() for n in ('grefcoco', 'images', MARKER))):
+        p = _set_params(dest)
+        what = (f"a synthetic set ({p.get('n_images')} images of {p.get('image_size')} px, seed {p.get('seed')})" if p else
+                'a dataset that mabp_synth did not write')
+        fix = 'pass --overwrite to replace it, or choose another --out' if p else 'choose another --out (it is never replaced)'
+        raise ConfigError(f'{dest}: already holds {what}; refusing to overwrite it. Fix: {fix}.')
     t0 = time.time()
-    root = make_synthetic_gres(out, n_images=n_images, image_size=image_size, seed=seed)
+    root, _ = synthetic_set(dest, n_images=n_images, image_size=image_size, seed=seed, overwrite=True)
     print(f'wrote {root} in {time.time() - t0:.1f}s (held-out pairs for testB: '
           + ', '.join(f'{c} {s}' for c, s in HELD_OUT) + ')')
     import pandas as pd

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib, csv, dataclasses, json, math, os, random, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -17,7 +18,7 @@ from fastcore.script import Param
 from tqdm.auto import tqdm
 
 import mabp
-from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli
+from .core import UserError, ConfigError, MissingFileError, CheckpointError, FrozenConfig, atomic_write, ensure_dir, cli, refuse_overwrite, run_lock, model_device
 from .model import MABP, MABPConfig, build_criterion
 from .data import RefDataset, collate_refs, load_tokenizer
 from .synthetic import tiny_gres
@@ -313,7 +314,7 @@ def _step_unless(opt, ok: torch.Tensor):
 def train_step(net, criterion, opt, batches, *, device=None, scaler=None, clip_grad_norm: Optional[float] = None,
                amp_dtype=None, channels_last: bool = False, world: int = 1) -> dict:
     "One optimizer step over `batches` (the micro-batches of gradient accumulation); returns tensors only, no host sync."
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = torch.device(device) if device is not None else model_device(net)
     params = [p for g in opt.param_groups for p in g['params']]
     scaled = scaler is not None and scaler.is_enabled()
     sums, loss_ok, n = {}, torch.ones((), dtype=torch.bool, device=device), len(batches)
@@ -381,12 +382,11 @@ def _resume_path(cfg: TrainConfig) -> Optional[Path]:
                                    "use --resume auto (continues OUT/last.pt when it exists, else starts fresh).")
         return p
     if cfg.resume == 'auto' and (out / 'last.pt').exists(): return out / 'last.pt'
-    found = [f for f in RUN_FILES if (out / f).exists()]
-    if found and not cfg.overwrite:
-        why = ('--resume auto found no last.pt to continue from' if cfg.resume == 'auto'
-               else 'this would replace them (no --resume given)')
-        raise ConfigError(f'{out} already holds a run ({", ".join(found)}) and {why}. Fix: --resume auto to continue it, '
-                          'another --out, or --overwrite to start again and replace those files.')
+    if cfg.resume == 'auto' and any((out / f).exists() for f in RUN_FILES) and not cfg.overwrite:
+        raise ConfigError(f'{out} holds a run but no last.pt to continue from (--resume auto): starting again would delete its '
+                          'log. Fix: --resume PATH to a step_*.pt, another --out, or --overwrite to start again.')
+    refuse_overwrite([out / f for f in RUN_FILES], cfg.overwrite, what="a previous run's files (no --resume given)",
+                     flag='--resume auto to continue that run, --overwrite to start again')
     return None
 
 def _config_diff(a: dict, b: dict) -> list:
@@ -423,7 +423,9 @@ def train(cfg: TrainConfig, model: Optional[MABP] = None) -> dict:
     "Train MABP as `cfg` says (one process, or DDP under torchrun); returns final numbers, metrics and written paths."
     rank, world, local, device, created = setup_distributed(cfg.device, cfg.dist_timeout_s)
     det = torch.are_deterministic_algorithms_enabled()
-    try: return _train(cfg, rank, world, device, model)
+    lock = run_lock(cfg.out_dir, 'output folder (out_dir)') if rank == 0 else contextlib.nullcontext()
+    try:
+        with lock: return _train(cfg, rank, world, device, model)
     except Exception as e:
         if world > 1 and not isinstance(e, UserError) and peer_failure(e):
             last = Path(cfg.out_dir) / 'last.pt'
@@ -455,28 +457,17 @@ def _open_checkpoint(cfg: TrainConfig, is_main: bool):
     return ckpt_path, ckpt
 
 def _warn_random_parts(mcfg: MABPConfig):
-    parts = mcfg.random_parts() if hasattr(mcfg, 'random_parts') else ()
+    parts = mcfg.random_parts()
     if parts:
         msg = (f'RANDOM INITIALISATION of the pretrained part(s) {", ".join(parts)}: no weights are loaded for them, as the '
                'config asks. A model trained like this is not the paper\'s. Fix: give local weight paths '
                '(--set model.backbone_weights=... model.text_model=...).')
         warnings.warn(msg); print(f'mabp_train: {msg}', flush=True)
 
-# %% ../nbs/10_training.ipynb #59f0af26
-class _Interrupted(KeyboardInterrupt):
-    "SIGTERM, raised as a KeyboardInterrupt so that the run saves and exits like on Ctrl-C."
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    import signal, threading
-    if threading.current_thread() is not threading.main_thread(): yield; return
-    def handler(signum, frame): raise _Interrupted(f'signal {signum}')
-    old = signal.signal(signal.SIGTERM, handler)
-    try: yield
-    finally: signal.signal(signal.SIGTERM, old)
-
-def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
-    is_main, out, mcfg = rank == 0, Path(cfg.out_dir), cfg.model
+# %% ../nbs/10_training.ipynb #01e51ab7
+def _setup(cfg: TrainConfig, rank: int, world: int, device, model=None) -> SimpleNamespace:
+    "Everything a run needs before its first step: data, model, loss, sampler and loader, length, optimizer, schedule, scaler."
+    is_main, mcfg = rank == 0, cfg.model
     if cfg.deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -484,11 +475,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     amp_on = cfg.amp is not None and device.type == 'cuda'
     if cfg.amp is not None and not amp_on and is_main: warnings.warn(f'amp={cfg.amp!r} needs CUDA: training in float32 on {device}')
     amp_dtype = (torch.bfloat16 if cfg.amp == 'bf16' else torch.float16) if amp_on else None
-    if is_main: ensure_dir(out, 'output folder (out_dir)')     # created when missing
-    ckpt_path, ckpt = _open_checkpoint(cfg, is_main)
-    if is_main and ckpt is None: _warn_random_parts(mcfg)
 
-    # data first (a wrong path fails in a second, before a large model is built), then model and loss
+    # weights and data first (a wrong path fails in a second, before a large model is built), then model and loss
+    mcfg.check_weights()
     tokenizer = load_tokenizer(mcfg.text_model)
     ds = build_train_dataset(cfg, mcfg, tokenizer)
     seed_all(cfg.seed)
@@ -516,22 +505,55 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(cfg.schedule, total, cfg.warmup_steps, cfg.min_lr / cfg.lr,
                                                               steps_per_epoch=steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_on and cfg.amp == 'fp16')
-    step, epoch, consumed, elapsed0 = 0, 0, 0, 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt['model'])
-        opt.load_state_dict(ckpt['optimizer']); sched.load_state_dict(ckpt['scheduler'])
-        if ckpt.get('scaler'): scaler.load_state_dict(ckpt['scaler'])
-        step, elapsed0, smp = ckpt['step'], ckpt.get('elapsed_s', 0.0), ckpt['sampler']
-        sched.lr_lambdas[0].total_steps = total                      # a resumed run may be extended
-        sched.lr_lambdas[0].steps_per_epoch = steps_per_epoch
-        epoch, consumed = smp['epoch'], smp['consumed']
-        for g, base in zip(opt.param_groups, sched.base_lrs): g['lr'] = base * sched.lr_lambdas[0](step)
-        if (smp['world_size'], smp['batch_size']) != (world, cfg.batch_size):   # keep the global sample position
-            consumed = consumed * smp['world_size'] * smp['batch_size'] // (world * cfg.batch_size)
-            if is_main: warnings.warn('world size or batch size changed since the checkpoint: data order is approximate')
-        rngs = ckpt['rng']
-        set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
-    else: seed_all(cfg.seed + rank)
+    return SimpleNamespace(model=model, criterion=criterion, tokenizer=tokenizer, ds=ds, sampler=sampler, gen=gen, loader=loader,
+                           micro_per_epoch=micro_per_epoch, total=total, steps_per_epoch=steps_per_epoch, opt=opt, sched=sched,
+                           scaler=scaler, amp_dtype=amp_dtype)
+
+# %% ../nbs/10_training.ipynb #9fb285b8
+def _restore(r: SimpleNamespace, ckpt: dict, cfg: TrainConfig, rank: int, world: int) -> tuple:
+    "Load a checkpoint into the run `r` (model, optimizer, schedule, scaler, RNGs): `(step, epoch, consumed, elapsed_s)`."
+    model, opt, sched, scaler, total = r.model, r.opt, r.sched, r.scaler, r.total
+    model.load_state_dict(ckpt['model'])
+    opt.load_state_dict(ckpt['optimizer']); sched.load_state_dict(ckpt['scheduler'])
+    if ckpt.get('scaler'): scaler.load_state_dict(ckpt['scaler'])
+    step, elapsed0, smp = ckpt['step'], ckpt.get('elapsed_s', 0.0), ckpt['sampler']
+    sched.lr_lambdas[0].total_steps = total                      # a resumed run may be extended
+    sched.lr_lambdas[0].steps_per_epoch = r.steps_per_epoch
+    epoch, consumed = smp['epoch'], smp['consumed']
+    for g, base in zip(opt.param_groups, sched.base_lrs): g['lr'] = base * sched.lr_lambdas[0](step)
+    if (smp['world_size'], smp['batch_size']) != (world, cfg.batch_size):   # keep the global sample position
+        consumed = consumed * smp['world_size'] * smp['batch_size'] // (world * cfg.batch_size)
+        if rank == 0: warnings.warn('world size or batch size changed since the checkpoint: data order is approximate')
+    rngs = ckpt['rng']
+    set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+    return step, epoch, consumed, elapsed0
+
+# %% ../nbs/10_training.ipynb #14b2fc34
+class _Interrupted(KeyboardInterrupt):
+    "SIGTERM, raised as a KeyboardInterrupt so that the run saves and exits like on Ctrl-C."
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def handler(signum, frame): raise _Interrupted(f'signal {signum}')
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
+
+
+def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
+    is_main, out, mcfg = rank == 0, Path(cfg.out_dir), cfg.model
+    if is_main: ensure_dir(out, 'output folder (out_dir)')     # created when missing
+    ckpt_path, ckpt = _open_checkpoint(cfg, is_main)           # a checkpoint of another model fails before anything is built
+    if is_main and ckpt is None: _warn_random_parts(mcfg)
+    r = _setup(cfg, rank, world, device, model)
+    model, criterion, tokenizer, ds, sampler, gen, loader = r.model, r.criterion, r.tokenizer, r.ds, r.sampler, r.gen, r.loader
+    micro_per_epoch, total, opt, sched, scaler, amp_dtype = r.micro_per_epoch, r.total, r.opt, r.sched, r.scaler, r.amp_dtype
+    if ckpt is not None: step, epoch, consumed, elapsed0 = _restore(r, ckpt, cfg, rank, world)
+    else:
+        step, epoch, consumed, elapsed0 = 0, 0, 0, 0.0
+        seed_all(cfg.seed + rank)
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None,
@@ -539,16 +561,17 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
     if is_main:
         cfg.save(out / 'config.json')
         log = CSVLog(out / 'log.csv', keep_until=step if ckpt is not None else None)
-    t0 = time.time()
+    t0, done = time.time(), (epoch, consumed)
 
     def save(tag: Optional[str] = None):
         rngs = [rng_state()]
         if world > 1:
             rngs = [None] * world; torch.distributed.all_gather_object(rngs, rng_state())
         if is_main:
+            ep, co = done                                        # the data position after the last completed step
             ck = dict(version=CHECKPOINT_VERSION, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                      scaler=scaler.state_dict(), step=step, epoch=epoch + consumed / micro_per_epoch,
-                      sampler=dict(epoch=epoch, consumed=consumed, batch_size=cfg.batch_size, world_size=world, seed=cfg.seed,
+                      scaler=scaler.state_dict(), step=step, epoch=ep + co / micro_per_epoch,
+                      sampler=dict(epoch=ep, consumed=co, batch_size=cfg.batch_size, world_size=world, seed=cfg.seed,
                                    shuffle=cfg.shuffle),
                       rng=rngs, train_config=cfg.to_dict(), model_config=mcfg.to_dict(),
                       elapsed_s=elapsed0 + time.time() - t0, torch_version=str(torch.__version__), mabp_version=mabp.__version__)
@@ -605,7 +628,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
                 lr = opt.param_groups[0]['lr']
                 terms = train_step(net, criterion, opt, batches, device=device, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
                                    amp_dtype=amp_dtype, channels_last=cfg.channels_last, world=world)
-                sched.step(); step += 1
+                sched.step(); step += 1; done = (epoch, consumed)
                 pending.append(dict(step=step, epoch=round(epoch + consumed / micro_per_epoch, 6), terms=terms, lr=lr,
                                     step_time=round(time.time() - ts, 4), elapsed=round(elapsed0 + time.time() - t0, 3)))
                 pbar.update(1)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import RefDataset, image_to_tensor, load_image, load_tokenizer, tokenize
+from .core import model_device
 from .checkpoint import load_model
 from .drawing import KINDS, pick_examples
 from .inference import example_grid
@@ -29,7 +30,7 @@ def run_sample(model, image, text: str, tokenizer=None) -> dict:
     img = load_image(image)
     ids, am = tokenize(tok, [text], max_tokens=cfg.max_tokens)             # (1, L) each
     x = image_to_tensor(img, cfg.image_size)[None]                          # (3, S, S) -> (1, 3, S, S)
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     was = model.training
     model.eval()
     try:
