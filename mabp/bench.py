@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from fastcore.script import Param, store_true
 
 import mabp.metrics as E
@@ -21,7 +22,7 @@ from .deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_a
 from .model import MABP, MABPConfig, build_criterion, dummy_batch, micro_config
 from .mmd import AttentionBlock
 from .data import RefDataset, collate_refs
-from .synthetic import make_synthetic_gres, tiny_gres
+from .synthetic import synthetic_set, tiny_gres
 from .train import PRESETS as TRAIN_PRESETS, param_groups, train_step
 
 # %% auto #0
@@ -400,18 +401,13 @@ def bench_evaluator(n: int = 256, size: int = 480, batch: int = 32, repeats: int
 
 # %% ../nbs/15_benchmarks.ipynb #4b974538
 def bench_dataset(n_images: int = 200, image_size: int = 128) -> Path:
-    "A small synthetic gRefCOCO (`make_synthetic_gres`) cached next to `tiny_gres`, generated on first use (a few s)."
-    cache = Path(tiny_gres()).parent
-    dest = cache / f'bench_gres_{n_images}_{image_size}'
-    if not (dest / '.complete').exists():
-        make_synthetic_gres(dest, n_images=n_images, image_size=image_size, progress=False)
-        (dest / '.complete').touch()
-    return dest
+    "A small synthetic gRefCOCO cached next to `tiny_gres` (`synthetic_set`), generated on first use (a few s)."
+    return synthetic_set(Path(tiny_gres()).parent / f'bench_gres_{n_images}_{image_size}', n_images=n_images,
+                         image_size=image_size, progress=False)[0]
 
 def bench_data(root=None, image_size: int = 128, batch_size: int = 8, workers=(0, 2), n_batches: int = 20,
                repeats: int = 3, warmup: int = 1) -> dict:
     "Samples/s of `RefDataset(train=True)` through a DataLoader for each worker count, interleaved."
-    from torch.utils.data import DataLoader
     root = Path(root) if root is not None else bench_dataset(image_size=image_size)
     ds = RefDataset(root, split='train', image_size=image_size, train=True)
     n_batches = min(n_batches, len(ds) // batch_size)

@@ -247,6 +247,7 @@ class FrozenConfig:
     "Base of the frozen dataclass configs: `replace`, `to_dict`/`from_dict`, `save`/`load` (JSON)."
     _nested: dict = {}    # field name -> FrozenConfig subclass, filled from a dict by `from_dict`
     _aliases: dict = {}   # old field name -> new one (read from old files for one release)
+    _what: str = ''       # what a file of it is called in messages (default: the class name)
 
     @classmethod
     def field_names(cls) -> set: return {f.name for f in dataclasses.fields(cls)}
@@ -254,7 +255,7 @@ class FrozenConfig:
     @classmethod
     def _check_names(cls, names, where: str):
         bad = set(names) - cls.field_names()
-        if bad: raise ConfigError(f'unknown {cls.__name__} fields {sorted(bad)}{where}. Fix: use the fields of `{cls.__name__}`.')
+        if bad: raise ConfigError(f'unknown {cls.__name__} fields: {sorted(bad)}{where}. Fix: use the fields of `{cls.__name__}`.')
 
     def replace(self, **kw):
         "A copy with some fields changed (the config itself is frozen)."
@@ -279,12 +280,12 @@ class FrozenConfig:
     @classmethod
     def load(cls, path):
         "Read a config written by `save` (a run's `config.json`)."
-        p = Path(path).expanduser()
-        if not p.is_file(): raise MissingFileError(f'{p}: {cls.__name__} file not found. Fix: check the path (a run writes its config.json next to last.pt).')
+        p, what = Path(path).expanduser(), cls._what or f'{cls.__name__} file'
+        if not p.is_file(): raise MissingFileError(f'{p}: {what} not found. Fix: check the path (a run writes its config.json next to last.pt).')
         try: d = json.loads(p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f'{p}: not valid JSON ({e}). Fix: repair it, or use a config.json written by a run.') from None
-        if not isinstance(d, dict): raise ConfigError(f'{p}: not a JSON object. Fix: use a config.json written by a run.')
+            raise ConfigError(f'{p}: {what} is not valid JSON ({e}). Fix: repair it, or use a config.json written by a run.') from None
+        if not isinstance(d, dict): raise ConfigError(f'{p}: {what} is not a JSON object. Fix: use a config.json written by a run.')
         return cls.from_dict(d, f' in {p}')
 
 # %% ../nbs/00_core.ipynb #5263a885

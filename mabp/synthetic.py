@@ -4,11 +4,12 @@
 
 # %% ../nbs/02_synthetic.ipynb #f2406241
 from __future__ import annotations
-import contextlib, json, os, re, shutil, sys, tempfile, time, uuid, warnings
+import contextlib, hashlib, json, os, re, shutil, sys, tempfile, time, uuid, warnings
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
 from PIL import Image
+import mabp
 from .data import dataset_stats, DataError
 from .core import ConfigError, cli, ensure_dir
 
@@ -534,7 +535,6 @@ def synthetic_set(dest, n_images: int = 4000, image_size: int = 128, seed: int =
 TINY_KW = dict(n_images=24, image_size=96, seed=0, eval_frac=1 / 6)
 
 def _cache_dir() -> Path:
-    import mabp
     repo = Path(mabp.__file__).resolve().parent.parent
     if (repo / 'settings.ini').exists() and os.access(repo, os.W_OK): return repo / '.cache'
     return Path(tempfile.gettempdir()) / 'mabp_cache'
@@ -542,8 +542,8 @@ def _cache_dir() -> Path:
 def tiny_gres(root=None) -> Path:
     "Path of a tiny cached synthetic gRefCOCO (`synthetic_set`; generated on first use in < 3 s, again when this module changes)."
     dest = Path(root) if root is not None else _cache_dir() / 'tiny_gres'
-    import hashlib, mabp.synthetic as _m   # the tag changes whenever the generator's code changes
-    tag = 'code-' + hashlib.sha1(Path(_m.__file__).read_bytes()).hexdigest()[:12]
+    code = Path(mabp.__file__).resolve().parent / 'synthetic.py'   # the tag changes whenever the generator's code changes
+    tag = 'code-' + hashlib.sha1(code.read_bytes()).hexdigest()[:12]
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*replacing the synthetic set')   # an older tiny set: expected
         return synthetic_set(dest, progress=False, tag=tag, **TINY_KW)[0]

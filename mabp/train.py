@@ -59,6 +59,7 @@ _NUMERIC = {'int': int, 'float': (int, float), 'Optional[int]': int, 'Optional[f
 class TrainConfig(FrozenConfig):
     "Everything that defines a training run, the model's `MABPConfig` included; a JSON round trip through `to_dict`/`from_dict`/`save`/`load`."
     _nested = {'model': MABPConfig}
+    _what = 'training config'
     # data
     root: Optional[str] = None              # dataset root (gRefCOCO layout); None = the cached synthetic `tiny_gres()` set
     dataset: str = 'grefcoco'
@@ -691,9 +692,9 @@ def cli_config(preset: str = 'tiny', config: str = None, set: list = None, **fla
     tkw, mkw = parse_overrides(set)
     if 'model' in tkw: tkw['model'] = _model(tkw['model'])
     try: model = (tkw.get('model') or cfg.model).replace(**mkw) if mkw else tkw.get('model', cfg.model)
-    except ConfigError: raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f'invalid model settings ({e}). Fix: correct --set model.<field>=... or the --config file.') from None
+    except (TypeError, ValueError) as e:              # ConfigError is a ValueError
+        fix = '' if 'Fix:' in str(e) else ' Fix: correct --set model.<field>=... or the --config file.'
+        raise ConfigError(f'invalid model settings ({e}).{fix}') from None
     return cfg.replace(**kw).replace(**{**tkw, 'model': model})
 
 # %% ../nbs/10_training.ipynb #72593c94
