@@ -60,3 +60,10 @@ results: $(STAMP)
 
 clean:
 	rm -rf _proc _docs $(CACHE) nbs/nbdev.yml
+
+# Every GPU path in a few minutes (deformable attention on CUDA, paper-preset fp16/bf16 step and its throughput, NCCL DDP,
+# 2 minutes of tiny training); on a machine without CUDA it says so and exits 0. Never part of `make test`.
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	@mkdir -p $(CACHE)
+	$(BIN)/python tools/gpu_check.py

@@ -21,6 +21,7 @@ from .query_generator import QueryGenerator, LearnableQueries
 from .mmd import MMDLayer, RelaLayer, region_attention_mask, upsample_queries
 from .rsh import RegionalMaskHead, NaiveMaskHead, NoTargetBranch, RelaNTHead, QueryFPN, check_windows
 from .losses import MABPCriterion
+from .hub import MABPHubMixin
 
 # %% auto #0
 __all__ = ['PAPER_TEXT_MODEL', 'MABPConfig', 'micro_config', 'dummy_batch', 'MABP', 'decide', 'build_criterion', 'param_table']
@@ -266,8 +267,9 @@ def _migrate_state_dict(model: MABP, sd: dict, prefix: str, *args):
                       f'{len(filled)} new RLA gates; the model computes the current decoder (see the differences page).')
 
 # %% ../nbs/09_model.ipynb #846f76d8
-class MABP(nn.Module):
+class MABP(nn.Module, MABPHubMixin):
     "MABP (Li et al., *Bring Adaptive Binding Prototypes to Generalized Referring Expression Segmentation*), Fig. 3 (a)."
+    config_class = MABPConfig   # for MABPHubMixin (save_pretrained / from_pretrained)
     def __init__(self, cfg: MABPConfig):
         super().__init__()
         cfg.check_weights()                       # one clear error before anything is built
