@@ -4,7 +4,7 @@
 
 # %% ../nbs/09b_checkpoint.ipynb #127829e1
 from __future__ import annotations
-import random
+import random, re
 from pathlib import Path
 from typing import Optional
 
@@ -14,10 +14,11 @@ from torch import nn
 
 from .core import MissingFileError, CheckpointError, atomic_write
 from .model import MABP, MABPConfig
+from .hub import pretrained_folder, read_folder
 
 # %% auto #0
 __all__ = ['CHECKPOINT_VERSION', 'seed_all', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_finite',
-           'architecture_config', 'load_model']
+           'architecture_config', 'load_pretrained', 'load_model']
 
 # %% ../nbs/09b_checkpoint.ipynb #aa108fea
 def seed_all(seed: int):
@@ -87,8 +88,16 @@ def architecture_config(mcfg: MABPConfig) -> MABPConfig:
     if text not in (None, 'random') and not Path(str(text)).expanduser().is_dir(): text = 'random'
     return mcfg.replace(backbone_weights='random', text_model=text)
 
+_HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')
+
+def load_pretrained(folder, device=None) -> tuple:
+    "`(model in eval mode on device (default CPU), info)` from a folder written by `mabp.hub.save_pretrained`, or a Hub id `user/name`."
+    return read_folder(MABP, pretrained_folder(folder), device)
+
 def load_model(path, map_location='cpu') -> tuple:
-    "Rebuild `MABP` from a checkpoint's stored config and load its weights: `(model in eval mode, checkpoint dict)`."
+    "`(model in eval mode, checkpoint dict)` from a training checkpoint (its stored config rebuilds `MABP`), or `(model, info)` from a pretrained folder or Hub id."
+    p = Path(str(path)).expanduser()
+    if p.is_dir() or (not p.exists() and not p.suffix and _HUB_ID.fullmatch(str(path))): return load_pretrained(path, map_location)
     ckpt = load_checkpoint(path, map_location)
     if 'model_config' not in ckpt:
         raise CheckpointError(f'{path}: has no model_config, so it was not written by mabp_train. Fix: pass a checkpoint of mabp_train.')

@@ -18,7 +18,8 @@ import mabp
 import mabp.deform_attn as deform_attn
 from .core import IMAGENET_MEAN, IMAGENET_STD, ConfigError, MissingFileError, atomic_write, cli
 from .data import collate_refs, load_tokenizer
-from .hub import is_pretrained_folder, load_pretrained, save_pretrained
+from .hub import is_pretrained_folder, save_pretrained
+from .checkpoint import load_pretrained
 from .model import decide, dummy_batch
 from .checkpoint import load_model
 

@@ -21,7 +21,7 @@ from .data import load_tokenizer
 # %% auto #0
 __all__ = ['WEIGHTS_FILE', 'CONFIG_FILE', 'CARD_FILE', 'TRAINING_FILE', 'TEXT_DIR', 'REPO_URL', 'DOCS_URL', 'CARD_DATA',
            'SWITCHES', 'CITATION', 'BERT_PREFIX', 'is_pretrained_folder', 'closest_preset', 'metrics_table',
-           'model_card', 'pretrained_folder', 'MABPHubMixin', 'save_pretrained', 'load_pretrained']
+           'model_card', 'read_folder', 'pretrained_folder', 'MABPHubMixin', 'save_pretrained']
 
 # %% ../nbs/12b_share.ipynb #aa988c2e
 WEIGHTS_FILE, CONFIG_FILE, CARD_FILE, TRAINING_FILE, TEXT_DIR = 'model.safetensors', 'config.json', 'README.md', 'training.json', 'text_encoder'
@@ -201,7 +201,7 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(d, dict): raise CheckpointError(f'{path}: the {what} is not a JSON object. Fix: write the folder again with save_pretrained.')
     return d
 
-def _read_folder(cls, folder, device=None) -> tuple:
+def read_folder(cls, folder, device=None) -> tuple:
     "Build `cls(config)` from a pretrained folder and load its weights: (model in eval mode, info)."
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -283,7 +283,7 @@ class MABPHubMixin(PyTorchModelHubMixin, repo_url=REPO_URL, docs_url=DOCS_URL, *
         "The model of a local pretrained folder or a Hub repository id, in eval mode on `device` (default CPU; `map_location` as in the mixin)."
         folder = pretrained_folder(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only, force_download=force_download)
-        return _read_folder(cls, folder, device if device is not None else map_location)[0]
+        return read_folder(cls, folder, device if device is not None else map_location)[0]
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False, local_files_only=False,
@@ -297,7 +297,3 @@ def save_pretrained(model, folder, metrics: dict = None, train_config: dict = No
     _write_folder(model, folder, metrics, train_config)
     return Path(folder)
 
-def load_pretrained(folder, device=None) -> tuple:
-    "(model in eval mode on `device` (default CPU), info) from a folder written by `save_pretrained` (or a Hub id)."
-    from mabp.model import MABP   # here, not at the top: mabp.model imports this module for the mixin
-    return _read_folder(MABP, pretrained_folder(folder), device)
