@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader
 from fastcore.script import Param, store_true
 
 import mabp.metrics as E
-from .core import cli, model_device, pick_device
+from .core import ConfigError, cli, model_device, pick_device
+from .export import export_onnx, onnx_latency
 from .timing import load_avg, machine_info, cpu_busy, quiet_rounds, time_interleaved, _sync, _QUIET
 from .deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_attn_naive
 from .model import MABP, MABPConfig, build_criterion, dummy_batch, micro_config
@@ -466,7 +467,7 @@ def goal_status(res: dict) -> list:
     return rows
 
 # %% ../nbs/15_benchmarks.ipynb #26f72454
-SECTIONS = ('matmul', 'deform_attn', 'models', 'variants', 'profile', 'evaluator', 'data')
+SECTIONS = ('matmul', 'deform_attn', 'models', 'variants', 'profile', 'evaluator', 'data', 'onnx')
 
 def wait_for_quiet(max_load: float = 1.5, timeout_s: float = 3600, poll_s: float = 20, verbose: bool = True) -> float:
     "Sleep until the 1-minute load average is below `max_load` (or `timeout_s` passed); returns the last load seen."
@@ -503,7 +504,7 @@ def run_benchmarks(sections=SECTIONS, quick: bool = False, out=None, device=None
     dev = pick_device(device)
     plan = _plan(quick)
     bad = set(sections) - set(SECTIONS)
-    if bad: raise ValueError(f'unknown sections {sorted(bad)}: expected some of {SECTIONS}')
+    if bad: raise ConfigError(f'unknown sections {sorted(bad)}. Fix: use some of {",".join(SECTIONS)}.')
     res = dict(machine=machine_info(dev), quick=quick, started=time.strftime('%Y-%m-%d %H:%M:%S'), sections=list(sections),
                hygiene=dict(max_load=max_load, max_busy=_QUIET['max_busy']))
     def log(msg):
@@ -553,6 +554,13 @@ def run_benchmarks(sections=SECTIONS, quick: bool = False, out=None, device=None
             res['data'] = bench_data(**d)
             tr = res.get('models', {}).get('tiny train')
             if tr: res['data']['tiny_train_samples_per_s'] = tr['samples_per_s']
+        elif sec == 'onnx':                         # onnxruntime vs PyTorch inference, same model, one run, interleaved
+            import tempfile
+            preset = 'micro' if quick else 'tiny'
+            with tempfile.TemporaryDirectory() as d:
+                m = get_model(preset).eval()
+                path = export_onnx(m, Path(d) / f'{preset}.onnx')
+                res['onnx'] = {f'{preset} batch {b}': onnx_latency(m, path, batch=b, repeats=3 if quick else 20) for b in (1, 8)}
         save()
     models.clear()
     res['finished'] = time.strftime('%Y-%m-%d %H:%M:%S')
@@ -609,6 +617,10 @@ def bench_table(res: dict):
         for k, v in d['samples_per_s'].items():
             add('data', f"RefDataset(train=True) {d['image_size']} px, batch {d['batch_size']}, {k}", v, 'samples/s', d)
         if 'tiny_train_samples_per_s' in d: add('data', 'tiny training step consumes', d['tiny_train_samples_per_s'], 'samples/s', res['models']['tiny train'])
+    for name, o in res.get('onnx', {}).items():
+        add('onnx', f"{name}: PyTorch forward ({o['threads']} threads)", o['torch_ms'], 'ms')
+        add('onnx', f"{name}: onnxruntime", o['onnx_ms'], 'ms')
+        add('onnx', f"{name}: time of onnxruntime / time of PyTorch", o['ratio'], 'x')
     df = pd.DataFrame(rows, columns=['section', 'measurement', 'value', 'unit', 'load', 'busy'])
     df['value'] = [float(f'{v:.3g}') if isinstance(v, (int, float)) and v == v and v != 0 else v for v in df['value']]
     return df
@@ -617,13 +629,14 @@ def bench_table(res: dict):
 @cli
 def mabp_bench(out: str = 'bench.json',  # JSON file of the results
                quick: Param('micro sizes everywhere (a smoke test of a few seconds)', store_true) = False,
-               sections: str = None,     # comma-separated subset of matmul,deform_attn,models,variants,profile,evaluator,data
+               sections: str = None,     # comma-separated subset of matmul,deform_attn,models,variants,profile,evaluator,data,onnx
                device: str = None,       # cpu | cuda | cuda:N (default: CUDA when present)
                threads: int = None,      # torch.set_num_threads before measuring (default: torch's choice)
                max_load: float = None,   # before every measurement, wait until the 1-minute load average is below this
                wait_s: float = 3600,     # longest wait for max_load, each time
                max_busy: float = None):  # before every timed round, wait (<= 120 s) until other processes use at most this CPU fraction
     "Benchmark the deformable attention, the tiny/paper presets, the evaluator and the data loader; write JSON, print the table."
+    if threads is not None and threads < 1: raise ConfigError(f'--threads {threads}: must be >= 1.')
     if threads: torch.set_num_threads(threads)
     secs = tuple(s.strip() for s in sections.split(',')) if sections else SECTIONS
     res = run_benchmarks(secs, quick=quick, out=out, device=device, max_load=max_load, wait_s=wait_s, max_busy=max_busy)

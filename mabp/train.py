@@ -25,6 +25,7 @@ from .synthetic import tiny_gres
 from .checkpoint import CHECKPOINT_VERSION, seed_all, rng_state, set_rng_state, save_checkpoint, load_checkpoint, load_model
 from .distributed import dist_env, setup_distributed, any_rank, mean_over_ranks, WorkerLost, peer_failure
 from .evaluate import evaluate_model
+from .hub import save_pretrained
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRESETS', 'MODEL_PRESETS', 'NO_DECAY_KEYS', 'RUN_FILES', 'TrainConfig', 'LRSchedule', 'param_groups',
@@ -96,6 +97,7 @@ class TrainConfig(FrozenConfig):
     save_every_s: float = 600               # also save when this many seconds passed since the last save (0 = off)
     keep_step_checkpoints: bool = False     # also keep step_XXXXXXX.pt at every save
     overwrite: bool = False                 # start over a previous run in out_dir (replacing its files) instead of refusing
+    export_pretrained: Optional[str] = None # also write the trained model as a Hugging Face folder here (mabp.hub.save_pretrained)
     log_every: int = 10                     # steps between log flushes (the one host sync of the loop) and bar updates
     seed: int = 0
     deterministic: bool = False             # deterministic kernels (torch.use_deterministic_algorithms; slower on GPU)
@@ -453,7 +455,7 @@ def _open_checkpoint(cfg: TrainConfig, is_main: bool):
     old = TrainConfig.from_dict(ckpt['train_config']).to_dict() if 'train_config' in ckpt else {}
     tdiff = [d for d in _config_diff(old, cfg.to_dict()) if d.split(':')[0] not in (
         'model', 'resume', 'max_steps', 'epochs', 'stop_at_step', 'time_budget_s', 'progress', 'eval_splits', 'out_dir',
-        'save_every', 'save_every_s', 'overwrite')]
+        'save_every', 'save_every_s', 'overwrite', 'export_pretrained')]
     if tdiff and is_main: warnings.warn(f'resuming {ckpt_path} with other training settings: {"; ".join(tdiff)}')
     return ckpt_path, ckpt
 
@@ -666,6 +668,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device, model=None) -> dict:
                   metrics_path=str(out / 'metrics.json'))
     if Path(result['log']).exists(): plot_log(result['log'], result['plot'])
     result['metrics'] = _evaluate(model, cfg, tokenizer) if cfg.eval_splits and stopped != 'stop_at_step' else {}
+    if cfg.export_pretrained:
+        result['pretrained'] = str(save_pretrained(model, cfg.export_pretrained, metrics=result['metrics'] or None, train_config=cfg.to_dict()))
     atomic_write(result['metrics_path'], lambda f: f.write(json.dumps(result, indent=2)), 'metrics', 'w')
     return result
 
@@ -721,11 +725,13 @@ def mabp_train(
     save_every: int = None,    # steps between checkpoints (a checkpoint is also written every save_every_s seconds, default 600)
     time_budget: float = None, # seconds; stop cleanly (saving) when exceeded
     eval_splits: str = None,   # comma-separated splits evaluated at the end, e.g. val,testA,testB
+    export_pretrained: str = None,  # also write a Hugging Face folder (model.safetensors, config.json, model card) here
 ):
     "Train MABP (one process, or DDP under torchrun); prints the final numbers as JSON."
     flags = dict(root=root, dataset=dataset, split=split, out_dir=out, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
                  lr=lr, schedule=schedule, resume=resume, device=device, num_workers=num_workers, seed=seed,
-                 save_every=save_every, time_budget_s=time_budget, eval_splits=eval_splits, overwrite=overwrite or None)
+                 save_every=save_every, time_budget_s=time_budget, eval_splits=eval_splits, overwrite=overwrite or None,
+                 export_pretrained=export_pretrained)
     if amp is not None: flags['amp'] = None if amp.lower() in ('none', 'off', '') else amp
     res = train(cli_config(preset, config, set, **flags))
     if dist_env()[0] == 0: print(json.dumps(res, indent=2))
