@@ -465,7 +465,7 @@ def _warn_random_parts(mcfg: MABPConfig):
         msg = (f'RANDOM INITIALISATION of the pretrained part(s) {", ".join(parts)}: no weights are loaded for them, as the '
                'config asks. A model trained like this is not the paper\'s. Fix: give local weight paths '
                '(--set model.backbone_weights=... model.text_model=...).')
-        warnings.warn(msg); print(f'mabp_train: {msg}', flush=True)
+        warnings.warn(msg)             # `mabp_train: warning: RANDOM INITIALISATION ...` on the command line
 
 # %% ../nbs/10_training.ipynb #01e51ab7
 def _setup(cfg: TrainConfig, rank: int, world: int, device, model=None) -> SimpleNamespace:
