@@ -137,6 +137,38 @@ def profile_steps(cfg: TrainConfig, n: int, path: Path, command: str, warmup: in
     print(head + tab, flush=True)
 
 
+def time_recipes(cfgs: dict, rounds: int, path: Path, command: str, warmup: int = 2, overrides: dict = None):
+    """Seconds per training step of each recipe in `cfgs` (name -> TrainConfig), timed in ONE process, interleaved (one
+    step of each per round, `mabp.timing.time_interleaved`), each on its own real data stream: ratios to the first recipe
+    survive a busy machine, absolute times do not. A cached text encoder starts empty, as in a run."""
+    from mabp.timing import time_interleaved
+    from mabp.train import train_step
+    fns = {}
+    for name, cfg in cfgs.items():
+        mcfg = cfg.model
+        ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
+        seed_all(cfg.seed)
+        model = MABP(mcfg).train(); crit = build_criterion(mcfg)
+        opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
+                                betas=cfg.betas, fused=True)
+        it = iter(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
+        def step(model=model, crit=crit, opt=opt, it=it, cfg=cfg):
+            train_step(model, crit, opt, [next(it)], device='cpu', clip_grad_norm=cfg.clip_grad_norm)
+        fns[name] = step
+    res = time_interleaved(fns, repeats=rounds, warmup=warmup)
+    base = next(iter(res))
+    out = dict(command=command, torch=str(torch.__version__), threads=torch.get_num_threads(), rounds=rounds, warmup=warmup,
+               time_utc=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), baseline=base,
+               recipes={k: dict(median_s=round(v['median_ms'] / 1e3, 4), min_s=round(v['min_ms'] / 1e3, 4),
+                                ratio_median=round(v['median_ms'] / res[base]['median_ms'], 4),
+                                ratio_min=round(v['min_ms'] / res[base]['min_ms'], 4), load=v['load'],
+                                batch_size=cfgs[k].batch_size, overrides=(overrides or {}).get(k, ''),
+                                s_per_sample=round(v['median_ms'] / 1e3 / cfgs[k].batch_size, 5))
+                        for k, v in res.items()})
+    path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(out, indent=1) + '\n')
+    print(json.dumps(out, indent=1), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--recipe', default='tiny-v0', help='name written in every row (the recipe below)')
@@ -156,6 +188,10 @@ def main():
     ap.add_argument('--profile', type=int, default=0, help='only profile this many training steps (torch.profiler) into --profile_out')
     ap.add_argument('--profile_out', default='nbs/results/profile_tiny_step.txt')
     ap.add_argument('--no_step0', action='store_true', help='skip the evaluation of the initial weights')
+    ap.add_argument('--time', nargs='*', default=None, metavar='NAME=OVERRIDES',
+                    help="only time training steps, interleaved: the --set recipe against each NAME='k=v k=v' (first = --recipe)")
+    ap.add_argument('--time_rounds', type=int, default=20)
+    ap.add_argument('--time_out', default='nbs/results/learning_curve_steptime.json')
     ap.add_argument('--derived', default=None, help='where the derived root goes (default <data>_curve next to --data)')
     ap.add_argument('--set', nargs='*', default=[], help='recipe overrides key=value of TrainConfig, model.key=value of '
                     'MABPConfig (applied to TrainConfig.tiny / MABPConfig.tiny; written in every row)')
@@ -172,9 +208,19 @@ def main():
 
     tkw, mkw = parse_overrides(a.set)
     mcfg = MABPConfig.tiny(image_size=a.image_size, **mkw)
-    cfg = TrainConfig.tiny(root=str(root), model=mcfg, max_steps=a.max_steps, batch_size=a.batch_size, seed=a.seed,
-                           out_dir=str(out), device='cpu', progress=False, eval_splits=(), resume='auto', **tkw)
+    cfg = TrainConfig.tiny(**{**dict(root=str(root), model=mcfg, max_steps=a.max_steps, batch_size=a.batch_size, seed=a.seed,
+                                     out_dir=str(out), device='cpu', progress=False, eval_splits=(), resume='auto'), **tkw})
     overrides = ' '.join(a.set)
+    if a.time is not None:
+        cfgs, ovs = {a.recipe: cfg}, {a.recipe: overrides}
+        for spec in a.time:
+            name, _, ov = spec.partition('=')
+            tk, mk = parse_overrides(ov.split())
+            c = TrainConfig.tiny(**{**dict(root=str(root), model=MABPConfig.tiny(image_size=a.image_size, **mk),
+                                           max_steps=a.max_steps, batch_size=a.batch_size, seed=a.seed, out_dir=str(out),
+                                           device='cpu', progress=False, eval_splits=()), **tk})
+            cfgs[name], ovs[name] = c, ov
+        return time_recipes(cfgs, a.time_rounds, Path(a.time_out), ' '.join(['python', *sys.argv]), overrides=ovs)
     if a.profile:
         return profile_steps(cfg, a.profile, Path(a.profile_out), ' '.join(['python', *sys.argv]))
     rcfg = cfg.resolved().to_dict()
@@ -231,7 +277,7 @@ def main():
         log_rows = read_log(out / 'log.csv') if (out / 'log.csv').exists() else []
         prev = max([s for s in done if s < step], default=0)
         st = interval_stats(log_rows, prev, step) if step else dict(train_s=0.0)
-        row = dict(recipe=a.recipe, commit=commit, overrides=overrides, step=step, samples_seen=step * a.batch_size, wall_s=round(wall, 2),
+        row = dict(recipe=a.recipe, commit=commit, overrides=overrides, step=step, samples_seen=step * cfg.batch_size, wall_s=round(wall, 2),
                    **{k: round(float(m[k]), 4) for k in ('gIoU', 'cIoU', 'N-acc', 'T-acc', 'Pr@0.7', 'Pr@0.8', 'Pr@0.9')},
                    **st, n_dev=int(m['n_samples']), n_dev_no_target=int(m.get('n_no_target', n_nt)),
                    eval_s=round(time.time() - t, 2), loadavg1=round(os.getloadavg()[0], 2),
