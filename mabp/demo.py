@@ -23,10 +23,12 @@ from .timing import repo_root
 from .train import TrainConfig, plot_log, train
 
 # %% auto #0
-__all__ = ['DEMO_STEPS', 'DEMO_TARGETS', 'run_demo', 'mabp_demo']
+__all__ = ['DEMO_STEPS', 'DEMO_TRAIN', 'DEMO_MODEL', 'DEMO_TARGETS', 'run_demo', 'mabp_demo']
 
 # %% ../nbs/12a_demo.ipynb #e3bed998
-DEMO_STEPS = 900                                 # the reference recipe: optimizer steps of batch 8
+DEMO_STEPS = 1600                                # the reference recipe: optimizer steps of batch 8
+DEMO_TRAIN = dict(pretrained_lr=1e-4, lr=1e-3)   # TrainConfig.tiny() fields the reference recipe changes (see 17_learning_curve)
+DEMO_MODEL = dict()                              # MABPConfig.tiny() fields the reference recipe changes
 DEMO_TARGETS = {'gIoU': 80.0, 'N-acc': 80.0}     # what the demo should reach on synthetic val
 
 def run_demo(out_dir='runs/demo',            # checkpoint, logs, metrics, pictures
@@ -36,9 +38,9 @@ def run_demo(out_dir='runs/demo',            # checkpoint, logs, metrics, pictur
              n_images: int = 4000,           # synthetic benchmark size (3100 train, 300 each val/testA/testB)
              image_size: int = 128,          # synthetic image side
              data_seed: int = 0,
-             model: MABPConfig | None = None, # None = MABPConfig.tiny(image_size=image_size)
+             model: MABPConfig | None = None, # None = MABPConfig.tiny(image_size=image_size, **DEMO_MODEL)
              batch_size: int = 8,
-             train_overrides: dict | None = None,  # extra `TrainConfig` fields (lr, schedule, ...)
+             train_overrides: dict | None = None,  # `TrainConfig` fields on top of DEMO_TRAIN (lr, schedule, ...)
              eval_splits=('val', 'testA', 'testB'),
              eval_batch_size: int = 16,
              eval_max_samples: int | None = None,  # first N items per split only (plumbing tests; not a result)
@@ -61,10 +63,10 @@ def run_demo(out_dir='runs/demo',            # checkpoint, logs, metrics, pictur
     t_data = time.time() - t
     say(f"[demo] data: {'generated' if generated else 'reusing'} {root} ({t_data:.0f}s)")
     # 2. training: fixed work
-    mcfg = model or MABPConfig.tiny(image_size=image_size)
+    mcfg = model or MABPConfig.tiny(image_size=image_size, **DEMO_MODEL)
     tcfg = TrainConfig.tiny(root=str(root), model=mcfg, max_steps=steps, batch_size=batch_size, time_budget_s=budget_s,
                             out_dir=str(out), device='cpu', progress=progress, seed=seed, eval_splits=(), deterministic=True,
-                            overwrite=overwrite)
+                            overwrite=overwrite, **DEMO_TRAIN)
     if train_overrides: tcfg = tcfg.replace(**train_overrides)
     tres = train(tcfg)
     reference = tres['step'] == steps and model is None and not train_overrides and (n_images, image_size, batch_size, seed, data_seed) == (4000, 128, 8, 0, 0)

@@ -359,17 +359,18 @@ class TextEncoder(nn.Module):
     def __init__(self,
                  path: Optional[str] = None,  # local HF BERT dir; None = the offline MiniLM (or bert-base config if random_init)
                  random_init: bool = False,   # build from config (path's config.json, else BertConfig() = bert-base) without weights
-                 trainable_layers=None):      # None: all train; 'official': encoder layers 0..9 train, rest frozen; or layer indices
+                 trainable_layers=None,       # None: all train; 'official': encoder layers 0..9 train, rest frozen; or layer indices
+                 cache: bool = False):        # frozen (no dropout, no gradient), word features computed once per token sequence
         super().__init__()
+        self.cache, self._cache = bool(cache), {}   # (ids, mask) bytes of one row -> its (L, C) features; not in the state dict
         if random_init: (self.bert, vocab_dir), self.load_report = _random_bert(path), None
         else: self.bert, vocab_dir, self.load_report = _pretrained_bert(path)
         self.tokenizer_path = str(vocab_dir)   # the tokenizer (vocabulary) that goes with these weights
         self.hidden_size = self.bert.config.hidden_size
         self.num_layers = self.bert.config.num_hidden_layers
-        self.set_trainable(trainable_layers)
+        self.set_trainable(() if self.cache else trainable_layers)
 
-    def set_trainable(self, trainable_layers=None):
-        "Freeze policy: None = everything trains; 'official' = layers 0..9 train (embeddings, layers >= 10 frozen); indices = those layers train."
+    def _set_trainable(self, trainable_layers=None):
         if trainable_layers is None: layers = None
         elif isinstance(trainable_layers, str):
             if trainable_layers != 'official':
@@ -384,10 +385,34 @@ class TextEncoder(nn.Module):
         for i in (layers or ()):
             for p in self.bert.encoder.layer[i].parameters(): p.requires_grad_(True)
 
+    def set_trainable(self, trainable_layers=None):
+        "Freeze policy: None = everything trains; 'official' = layers 0..9 train (embeddings, layers >= 10 frozen); indices = those layers train."
+        if self.cache and trainable_layers not in ((), []):
+            raise ValueError('a cached text encoder (cache=True) is frozen: trainable_layers must be ()')
+        self._set_trainable(trainable_layers)
+
+    def train(self, mode: bool = True):
+        "As `nn.Module.train`, but a cached encoder's BERT stays in eval mode (no dropout: a sentence has one output)."
+        super().train(mode)
+        if self.cache: self.bert.eval()
+        return self
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         "input_ids (B, L) long, attention_mask (B, L) -> (words (B, L, hidden_size), mask (B, L) bool, True = real token)."
         if input_ids.shape != attention_mask.shape:
             raise ValueError(f'input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ')
         mask = attention_mask.bool()
+        if self.cache: return self._cached(input_ids, mask), mask
         words = self.bert(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state   # (B, L, C)
         return words, mask
+
+    @torch.no_grad()
+    def _cached(self, input_ids: Tensor, mask: Tensor) -> Tensor:
+        "Word features of a frozen BERT, each distinct (ids, mask) row computed once (the rows not seen yet in one batch)."
+        keys = [(i.tobytes(), m.tobytes()) for i, m in zip(input_ids.cpu().numpy(), mask.cpu().numpy())]
+        new = sorted({k: j for j, k in enumerate(keys) if k not in self._cache}.items(), key=lambda kv: kv[1])
+        if new:
+            rows = torch.tensor([j for _, j in new], device=input_ids.device)
+            out = self.bert(input_ids=input_ids[rows], attention_mask=mask[rows].long()).last_hidden_state
+            for (k, _), w in zip(new, out): self._cache[k] = w.clone()
+        return torch.stack([self._cache[k] for k in keys])

@@ -47,6 +47,7 @@ class MABPConfig(FrozenConfig):
     # text encoder
     text_model: Optional[str] = None      # local BERT directory | 'random' (bert-base architecture, random init) | None = the offline MiniLM
     text_trainable_layers: object = None  # None = all train; 'official' = encoder layers 0..9 only; or a tuple of indices
+    text_cache: bool = False              # frozen text encoder (eval mode, no gradient; overrides text_trainable_layers), word features cached per sentence
     # pixel decoder
     hidden_dim: int = 256
     enc_layers: int = 6
@@ -275,7 +276,8 @@ class MABP(nn.Module, MABPHubMixin):
         cfg.check_weights()                       # one clear error before anything is built
         self.cfg = cfg
         C, g0, L = cfg.hidden_dim, math.isqrt(cfg.n_queries), cfg.max_tokens
-        self.text_encoder = TextEncoder(**_text_args(cfg.text_model), trainable_layers=cfg.text_trainable_layers)
+        self.text_encoder = TextEncoder(**_text_args(cfg.text_model), cache=cfg.text_cache,
+                                        trainable_layers=() if cfg.text_cache else cfg.text_trainable_layers)
         Ct = self.text_encoder.hidden_size
         self.visual_encoder = _build_visual(cfg, Ct)
         self.pixel_decoder = MSDeformAttnPixelDecoder(in_channels=self.visual_encoder.channels, conv_dim=C, mask_dim=C,

@@ -28,10 +28,10 @@ from .evaluate import evaluate_model
 from .hub import save_pretrained
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRESETS', 'MODEL_PRESETS', 'NO_DECAY_KEYS', 'RUN_FILES', 'TrainConfig', 'LRSchedule', 'param_groups',
-           'ResumableSampler', 'EpochSeeded', 'seed_worker', 'CSVLog', 'read_log', 'plot_log', 'train_step',
-           'time_train_step', 'TrainingDiverged', 'build_train_dataset', 'train', 'parse_overrides', 'cli_config',
-           'mabp_train']
+__all__ = ['SCHEDULES', 'PRESETS', 'MODEL_PRESETS', 'NO_DECAY_KEYS', 'PRETRAINED_PREFIXES', 'RUN_FILES', 'TrainConfig',
+           'LRSchedule', 'param_groups', 'ResumableSampler', 'EpochSeeded', 'seed_worker', 'CSVLog', 'read_log',
+           'plot_log', 'train_step', 'time_train_step', 'TrainingDiverged', 'build_train_dataset', 'train',
+           'parse_overrides', 'cli_config', 'mabp_train']
 
 # %% ../nbs/10_training.ipynb #eacdc479
 SCHEDULES = ('paper', 'official', 'constant', 'cosine', 'poly')
@@ -78,6 +78,7 @@ class TrainConfig(FrozenConfig):
     batch_size: int = 7                     # per process and micro-step
     grad_accum_steps: int = 1
     lr: float = 2e-5
+    pretrained_lr: Optional[float] = None   # lr of the pretrained encoders (`PRETRAINED_PREFIXES`); None = lr for every parameter
     min_lr: float = 1.8e-6                  # final lr of 'official', 'cosine' and 'poly'
     weight_decay: float = 0.05
     betas: tuple = (0.9, 0.999)
@@ -125,6 +126,7 @@ class TrainConfig(FrozenConfig):
             if getattr(self, k) < 0: raise ConfigError(f'TrainConfig.{k}={getattr(self, k)} must be >= 0')
         for k in ('lr', 'dist_timeout_s'):
             if not getattr(self, k) > 0: raise ConfigError(f'TrainConfig.{k}={getattr(self, k)} must be > 0')
+        if self.pretrained_lr is not None and not self.pretrained_lr > 0: raise ConfigError(f'TrainConfig.pretrained_lr={self.pretrained_lr} must be > 0 (or None = lr)')
         if self.min_lr < 0 or self.weight_decay < 0: raise ConfigError('TrainConfig.min_lr and weight_decay must be >= 0')
         if self.max_steps is None and not self.epochs > 0: raise ConfigError('TrainConfig: set epochs > 0 or max_steps')
         if self.max_steps is not None and self.max_steps < 1: raise ConfigError(f'TrainConfig.max_steps={self.max_steps} must be >= 1')
@@ -190,6 +192,7 @@ class LRSchedule:
 
 # %% ../nbs/10_training.ipynb #f7b5a034
 NO_DECAY_KEYS = ('embed', 'query', 'pos', 'level', 'relative_position_bias_table')
+PRETRAINED_PREFIXES = ('text_encoder.', 'visual_encoder.backbone.')   # the parts of MABP that start from pretrained weights
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
 _WEIGHT_LAYERS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 
@@ -201,17 +204,28 @@ def _no_decay(module: nn.Module, mname: str, attr: str) -> bool:
     key = (attr if attr != 'weight' else f"{mname.rsplit('.', 1)[-1]}.{attr}").lower()
     return any(k in key for k in NO_DECAY_KEYS)
 
-def param_groups(model: nn.Module, weight_decay: float = 0.05, trainable_only: bool = True) -> list:
-    "Two AdamW groups, `decay` (weight_decay) and `no_decay` (0): norms, biases, embeddings and position/level tables."
-    seen, groups = set(), {True: ([], []), False: ([], [])}
+def param_groups(model: nn.Module, weight_decay: float = 0.05, trainable_only: bool = True,
+                 pretrained_lr: Optional[float] = None, lr: Optional[float] = None) -> list:
+    """Two AdamW groups, `decay` (weight_decay) and `no_decay` (0): norms, biases, embeddings and position/level tables.
+    With `pretrained_lr`, the parameters under `PRETRAINED_PREFIXES` go to `decay_pretrained`/`no_decay_pretrained` at that
+    rate and the rest (trained from scratch) keep `lr`: up to four groups, the from-scratch ones first."""
+    split = pretrained_lr is not None
+    seen, groups = set(), {(nd, pre): ([], []) for nd in (False, True) for pre in (False, True)}
     for mname, m in model.named_modules():
         for attr, p in m.named_parameters(recurse=False):
             if id(p) in seen or (trainable_only and not p.requires_grad): continue
             seen.add(id(p))
-            ps, names = groups[_no_decay(m, mname, attr)]
-            ps.append(p); names.append(f'{mname}.{attr}' if mname else attr)
-    out = [dict(params=groups[False][0], param_names=groups[False][1], weight_decay=weight_decay, name='decay'),
-           dict(params=groups[True][0], param_names=groups[True][1], weight_decay=0.0, name='no_decay')]
+            name = f'{mname}.{attr}' if mname else attr
+            ps, names = groups[(_no_decay(m, mname, attr), split and name.startswith(PRETRAINED_PREFIXES))]
+            ps.append(p); names.append(name)
+    out = []
+    for pre in (False, True):
+        for nd in (False, True):
+            ps, names = groups[(nd, pre)]
+            g = dict(params=ps, param_names=names, weight_decay=0.0 if nd else weight_decay,
+                     name=('no_decay' if nd else 'decay') + ('_pretrained' if pre else ''))
+            if split: g['lr'] = pretrained_lr if pre else lr
+            out.append(g)
     return [g for g in out if g['params']]
 
 # %% ../nbs/10_training.ipynb #c72a3efb
@@ -503,7 +517,7 @@ def _setup(cfg: TrainConfig, rank: int, world: int, device, model=None) -> Simpl
 
     # fused AdamW (one kernel over all tensors; CPU and CUDA): ~5x faster than the per-tensor loop on CPU, and it can
     # skip a non-finite step on the device (train_step)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr, betas=cfg.betas,
                             fused=device.type in ('cpu', 'cuda'))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, LRSchedule(cfg.schedule, total, cfg.warmup_steps, cfg.min_lr / cfg.lr,
                                                               steps_per_epoch=steps_per_epoch))

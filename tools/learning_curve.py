@@ -25,15 +25,15 @@ import torch
 from torch.utils.data import Subset
 
 from mabp.data import RefDataset, load_tokenizer
-from mabp.demo import prepare_synthetic, repo_root
-from mabp.evaluate import evaluate_model
-from mabp.model import MABP, MABPConfig
-from mabp.model import build_criterion
-from mabp.train import (TrainConfig, build_train_dataset, load_checkpoint, load_model, param_groups, read_log, seed_all,
-                        train)
+from mabp.checkpoint import load_checkpoint, load_model, seed_all
 from mabp.data import collate_refs
+from mabp.evaluate import evaluate_model
+from mabp.model import MABP, MABPConfig, build_criterion
+from mabp.synthetic import make_synthetic_gres
+from mabp.timing import repo_root
+from mabp.train import TrainConfig, build_train_dataset, param_groups, parse_overrides, read_log, train
 
-FIELDS = ['recipe', 'commit', 'step', 'samples_seen', 'train_s', 'wall_s', 'gIoU', 'cIoU', 'N-acc', 'T-acc',
+FIELDS = ['recipe', 'commit', 'overrides', 'step', 'samples_seen', 'train_s', 'wall_s', 'gIoU', 'cIoU', 'N-acc', 'T-acc',
           'Pr@0.7', 'Pr@0.8', 'Pr@0.9', 'loss_mean', 'loss_mask_mean', 'loss_nt_mean', 'lr', 'n_dev', 'n_dev_no_target',
           'eval_s', 'step_s_mean', 'loadavg1', 'time_utc', 'config_sha']
 DEV_SPLIT = 'curvedev'
@@ -113,7 +113,8 @@ def profile_steps(cfg: TrainConfig, n: int, path: Path, command: str, warmup: in
     ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
     seed_all(cfg.seed)
     model = MABP(mcfg).train(); crit = build_criterion(mcfg)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, fused=True)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
+                            betas=cfg.betas, fused=True)
     params = [p for p in model.parameters() if p.requires_grad]
     it = iter(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
     def step():
@@ -136,6 +137,38 @@ def profile_steps(cfg: TrainConfig, n: int, path: Path, command: str, warmup: in
     print(head + tab, flush=True)
 
 
+def time_recipes(cfgs: dict, rounds: int, path: Path, command: str, warmup: int = 2, overrides: dict = None):
+    """Seconds per training step of each recipe in `cfgs` (name -> TrainConfig), timed in ONE process, interleaved (one
+    step of each per round, `mabp.timing.time_interleaved`), each on its own real data stream: ratios to the first recipe
+    survive a busy machine, absolute times do not. A cached text encoder starts empty, as in a run."""
+    from mabp.timing import time_interleaved
+    from mabp.train import train_step
+    fns = {}
+    for name, cfg in cfgs.items():
+        mcfg = cfg.model
+        ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
+        seed_all(cfg.seed)
+        model = MABP(mcfg).train(); crit = build_criterion(mcfg)
+        opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
+                                betas=cfg.betas, fused=True)
+        it = iter(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
+        def step(model=model, crit=crit, opt=opt, it=it, cfg=cfg):
+            train_step(model, crit, opt, [next(it)], device='cpu', clip_grad_norm=cfg.clip_grad_norm)
+        fns[name] = step
+    res = time_interleaved(fns, repeats=rounds, warmup=warmup)
+    base = next(iter(res))
+    out = dict(command=command, torch=str(torch.__version__), threads=torch.get_num_threads(), rounds=rounds, warmup=warmup,
+               time_utc=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), baseline=base,
+               recipes={k: dict(median_s=round(v['median_ms'] / 1e3, 4), min_s=round(v['min_ms'] / 1e3, 4),
+                                ratio_median=round(v['median_ms'] / res[base]['median_ms'], 4),
+                                ratio_min=round(v['min_ms'] / res[base]['min_ms'], 4), load=v['load'],
+                                batch_size=cfgs[k].batch_size, overrides=(overrides or {}).get(k, ''),
+                                s_per_sample=round(v['median_ms'] / 1e3 / cfgs[k].batch_size, 5))
+                        for k, v in res.items()})
+    path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(out, indent=1) + '\n')
+    print(json.dumps(out, indent=1), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--recipe', default='tiny-v0', help='name written in every row (the recipe below)')
@@ -155,18 +188,39 @@ def main():
     ap.add_argument('--profile', type=int, default=0, help='only profile this many training steps (torch.profiler) into --profile_out')
     ap.add_argument('--profile_out', default='nbs/results/profile_tiny_step.txt')
     ap.add_argument('--no_step0', action='store_true', help='skip the evaluation of the initial weights')
+    ap.add_argument('--time', nargs='*', default=None, metavar='NAME=OVERRIDES',
+                    help="only time training steps, interleaved: the --set recipe against each NAME='k=v k=v' (first = --recipe)")
+    ap.add_argument('--time_rounds', type=int, default=20)
+    ap.add_argument('--time_out', default='nbs/results/learning_curve_steptime.json')
+    ap.add_argument('--derived', default=None, help='where the derived root goes (default <data>_curve next to --data)')
+    ap.add_argument('--set', nargs='*', default=[], help='recipe overrides key=value of TrainConfig, model.key=value of '
+                    'MABPConfig (applied to TrainConfig.tiny / MABPConfig.tiny; written in every row)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     repo = repo_root()
     out, csv_path = Path(a.out), Path(a.csv)
-    src, _ = prepare_synthetic(a.data or repo / 'data' / 'synthetic', a.n_images, a.image_size, a.data_seed, progress=False)
-    src = Path(src).resolve()
-    root = src.parent / f'{src.name}_curve'
+    src = Path(a.data or repo / 'data' / 'synthetic')
+    if not (src / 'grefcoco' / 'grefs(unc).json').exists():      # generated once; an existing set is only read
+        make_synthetic_gres(src, a.n_images, a.image_size, a.data_seed, progress=False)
+    src = src.resolve()
+    root = Path(a.derived) if a.derived else src.parent / f'{src.name}_curve'
     dev_info = carve_root(src, root, a.dev_mod)
 
-    mcfg = MABPConfig.tiny(image_size=a.image_size)
-    cfg = TrainConfig.tiny(root=str(root), model=mcfg, max_steps=a.max_steps, batch_size=a.batch_size, seed=a.seed,
-                           out_dir=str(out), device='cpu', progress=False, eval_splits=(), resume='auto')
+    tkw, mkw = parse_overrides(a.set)
+    mcfg = MABPConfig.tiny(image_size=a.image_size, **mkw)
+    cfg = TrainConfig.tiny(**{**dict(root=str(root), model=mcfg, max_steps=a.max_steps, batch_size=a.batch_size, seed=a.seed,
+                                     out_dir=str(out), device='cpu', progress=False, eval_splits=(), resume='auto'), **tkw})
+    overrides = ' '.join(a.set)
+    if a.time is not None:
+        cfgs, ovs = {a.recipe: cfg}, {a.recipe: overrides}
+        for spec in a.time:
+            name, _, ov = spec.partition('=')
+            tk, mk = parse_overrides(ov.split())
+            c = TrainConfig.tiny(**{**dict(root=str(root), model=MABPConfig.tiny(image_size=a.image_size, **mk),
+                                           max_steps=a.max_steps, batch_size=a.batch_size, seed=a.seed, out_dir=str(out),
+                                           device='cpu', progress=False, eval_splits=()), **tk})
+            cfgs[name], ovs[name] = c, ov
+        return time_recipes(cfgs, a.time_rounds, Path(a.time_out), ' '.join(['python', *sys.argv]), overrides=ovs)
     if a.profile:
         return profile_steps(cfg, a.profile, Path(a.profile_out), ' '.join(['python', *sys.argv]))
     rcfg = cfg.resolved().to_dict()
@@ -190,7 +244,7 @@ def main():
     runs = meta.get(a.recipe, {}).get('invocations', []) if a.resume else []
     runs.append(dict(command=' '.join(['python', *sys.argv]), commit=commit, from_step=ck_step,
                      time_utc=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())))
-    meta[a.recipe] = dict(invocations=runs, commit_at_start=runs[0]['commit'],
+    meta[a.recipe] = dict(invocations=runs, overrides=overrides, commit_at_start=runs[0]['commit'],
                           config_sha=config_sha, resolved_config=rcfg, horizon_steps=a.max_steps, eval_every=a.eval_every,
                           schedule=f"{rcfg['schedule']} over max_steps={a.max_steps}, warm-up {rcfg['warmup_steps']}, "
                                    f"lr {rcfg['lr']} -> {rcfg['min_lr']}",
@@ -223,7 +277,7 @@ def main():
         log_rows = read_log(out / 'log.csv') if (out / 'log.csv').exists() else []
         prev = max([s for s in done if s < step], default=0)
         st = interval_stats(log_rows, prev, step) if step else dict(train_s=0.0)
-        row = dict(recipe=a.recipe, commit=commit, step=step, samples_seen=step * a.batch_size, wall_s=round(wall, 2),
+        row = dict(recipe=a.recipe, commit=commit, overrides=overrides, step=step, samples_seen=step * cfg.batch_size, wall_s=round(wall, 2),
                    **{k: round(float(m[k]), 4) for k in ('gIoU', 'cIoU', 'N-acc', 'T-acc', 'Pr@0.7', 'Pr@0.8', 'Pr@0.9')},
                    **st, n_dev=int(m['n_samples']), n_dev_no_target=int(m.get('n_no_target', n_nt)),
                    eval_s=round(time.time() - t, 2), loadavg1=round(os.getloadavg()[0], 2),
