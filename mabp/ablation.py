@@ -5,7 +5,8 @@
 # %% ../nbs/13_ablation.ipynb #6d4603f7
 from __future__ import annotations
 
-import csv, datetime, json, math, os, re, shutil, subprocess, sys, time
+import contextlib, csv, datetime, hashlib, json, math, os, re, shutil, subprocess, sys, time
+import mabp
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +14,23 @@ import torch
 from fastcore.script import Param, store_true
 from torch.utils.data import Subset
 
-from .core import ConfigError, MissingFileError, cli
+from .core import ConfigError, MissingFileError, atomic_write, cli, ensure_dir, run_lock
 from .data import RefDataset, load_tokenizer
 from .evaluate import evaluate_model
 from .metrics import METRICS
 from .model import MABP, MABPConfig
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
-from .synthetic import synthetic_set
+from .synthetic import DEV_SPLIT, carve_dev, synthetic_set
 from .timing import git_commit, repo_root
-from .train import TrainConfig, time_train_step, train
+from .train import TrainConfig, train
 
 # %% auto #0
-__all__ = ['TABLE_METRICS', 'PAPER', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'ablation_plan', 'append_rows', 'load_results',
-           'eval_subset', 'slim_checkpoint', 'run_one', 'steps_from_budget', 'run_ablation', 'mabp_ablate', 'summarize',
-           'ablation_table', 'at_budget', 'budget_table', 'compare_orderings', 'rankings', 'plot_ablation']
+__all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PLATEAU_GAIN', 'KEEP', 'NOT_IN_FINGERPRINT',
+           'LEGACY', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'code_fingerprint', 'study_fingerprint',
+           'study_config', 'ablation_plan', 'legacy_accuracies', 'csv_lock', 'append_rows', 'load_results', 'finished',
+           'eval_subset', 'slim_checkpoint', 'dev_marks', 'plateau', 'run_one', 'study_data', 'run_ablation',
+           'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table', 't975', 'paired_interval',
+           'verdict', 'compare_orderings', 'rankings', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -48,6 +52,44 @@ def paper_table(table: str):
     if table not in PAPER: raise ConfigError(f"table={table!r} does not exist. Fix: use 'V' or 'VI'.")
     return pd.DataFrame(PAPER[table]).T[list(TABLE_METRICS[table])]
 
+# %% ../nbs/13_ablation.ipynb #36624c6c
+STUDY_STEPS = 1600                               # optimizer steps per run, the same for every row
+STUDY_TRAIN = dict(pretrained_lr=1e-4, lr=1e-3)  # TrainConfig.tiny() fields the recipe changes (the demo's DEMO_TRAIN)
+DEV_AT = (0.6, 0.8, 1.0)                         # fractions of the steps where the dev slice is evaluated
+PLATEAU_GAIN = 1.0                               # gIoU points: less gained over the last 20% of steps = at the plateau
+KEEP = (('2 1+RSH', 0), ('3 2+MMD', 0), ('4 3+QG (full)', 0))   # (row, seed) whose final weights are kept (figures 5-7)
+
+# modules that do not take part in training or evaluation: editing them does not invalidate finished runs
+NOT_IN_FINGERPRINT = ('__init__.py', '_modidx.py', 'ablation.py', 'visualisation.py', 'bench.py', 'demo.py', 'hub.py',
+                      'onnx_predict.py', 'export.py', 'convert.py', 'drawing.py')
+# TrainConfig fields that say where and how a run is watched, not what it computes
+_NOT_RESULT = ('root', 'out_dir', 'progress', 'device', 'overwrite', 'resume', 'stop_at_step', 'save_every', 'save_every_s',
+               'time_budget_s', 'eval_splits', 'export_pretrained', 'num_workers', 'log_every')
+
+def code_fingerprint(package_dir=None) -> str:
+    "sha1 (12 hex) of the source of every `mabp` module that takes part in training or evaluation."
+    d = Path(package_dir) if package_dir else Path(mabp.__file__).parent
+    h = hashlib.sha1()
+    for p in sorted(d.glob('*.py')):
+        if p.name in NOT_IN_FINGERPRINT: continue
+        h.update(p.name.encode() + b'\0' + p.read_bytes() + b'\0')
+    return h.hexdigest()[:12]
+
+def study_fingerprint(tcfg: TrainConfig, data: dict, evaluation: dict, code: str | None = None) -> str:
+    "sha1 (12 hex) of what decides a run's numbers: the code, the resolved config (paths aside), the data, the evaluation."
+    cfg = {k: v for k, v in tcfg.to_dict().items() if k not in _NOT_RESULT}
+    blob = json.dumps(dict(code=code or code_fingerprint(), config=cfg, data=data, evaluation=evaluation), sort_keys=True,
+                      default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+def study_config(overrides: dict, seed: int, steps: int, root, out_dir, base: MABPConfig | None = None, batch_size: int = 8,
+                 train_overrides: dict | None = None, progress: bool = False) -> TrainConfig:
+    "The `TrainConfig` of one (row, seed) of the study: the recipe, the row's model overrides, resumable in `out_dir`."
+    mcfg = (base or MABPConfig.tiny()).replace(**overrides)
+    tcfg = TrainConfig.tiny(root=str(root), model=mcfg, max_steps=steps, batch_size=batch_size, out_dir=str(out_dir), seed=seed,
+                            device='cpu', progress=progress, eval_splits=(), resume='auto', **STUDY_TRAIN)
+    return tcfg.replace(**train_overrides) if train_overrides else tcfg
+
 # %% ../nbs/13_ablation.ipynb #5f9223bc
 def _key(overrides: dict) -> str: return json.dumps(overrides, sort_keys=True)
 
@@ -65,24 +107,52 @@ def ablation_plan(tables=('V', 'VI'), seeds=(0, 1, 2), rows=None) -> list:
     return [dict(seed=int(s), overrides=c['overrides'], names=list(c['names'])) for s in seeds for c in configs.values()]
 
 # %% ../nbs/13_ablation.ipynb #7fa9bf7e
-CSV_FIELDS = ('table', 'row', 'seed', 'split', 'n_eval', *METRICS, 'steps', 'batch_size', 'final_loss', 'train_s', 'eval_s',
-              'wall_s', 'threads', 'git_commit', 'started', 'run_dir', 'config')
+LEGACY = ('N-acc legacy', 'T-acc legacy')
+CSV_FIELDS = ('table', 'row', 'seed', 'split', 'n_eval', 'n_no_target', *METRICS, *LEGACY, 'steps', 'batch_size',
+              'final_loss', 'dev_gIoU', 'dev_gain_last20', 'plateau', 'dev_curve', 'train_s', 'eval_s', 'wall_s', 'threads',
+              'loadavg1', 'git_commit', 'fingerprint', 'started', 'run_dir', 'config')
+
+def legacy_accuracies(m: dict) -> dict:
+    "N-acc / T-acc (percent) with the formulas of MABP's released evaluator, from the counts `GRESEvaluator` returns."
+    tp, fn, fp = (int(m[k]) for k in ('TP', 'FN', 'FP'))
+    if tp + fn == 0: return {LEGACY[0]: 0.0, LEGACY[1]: 0.0}   # as ReLA's: both 0 without no-target samples
+    return {LEGACY[0]: 100. * tp / (tp + fn + 1), LEGACY[1]: 100. * tp / (tp + fp + 1)}
+
+@contextlib.contextmanager
+def csv_lock(path):
+    "Hold an exclusive lock on `<path>.lock` (POSIX `flock`; a no-op where `fcntl` does not exist)."
+    try: import fcntl
+    except ImportError: yield; return
+    lock = Path(path).with_name('.' + Path(path).name + '.lock')
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 def append_rows(path, rows: list):
-    "Append dicts to the CSV at `path` (header written when the file is new); missing fields are left empty."
+    "Append dicts to the CSV at `path` under `csv_lock` (header written when the file is new); missing fields stay empty."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, 'a', newline='') as f:
-        w = csv.DictWriter(f, CSV_FIELDS, extrasaction='ignore')
-        if new: w.writeheader()
-        w.writerows(rows)
+    with csv_lock(path):
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, 'a', newline='') as f:
+            w = csv.DictWriter(f, CSV_FIELDS, extrasaction='ignore')
+            if new: w.writeheader()
+            w.writerows(rows); f.flush(); os.fsync(f.fileno())
 
 def load_results(path):
     "The ablation CSV as a DataFrame (one row per table row x seed x split)."
     import pandas as pd
     p = Path(path)
-    if not p.is_file(): raise MissingFileError(f'{p}: no ablation results yet. Fix: run `mabp_ablate --table V VI --steps N` first.')
+    if not p.is_file(): raise MissingFileError(f'{p}: no ablation results yet. Fix: run `mabp_ablate --table V VI` first.')
     return pd.read_csv(p)
+
+def finished(path) -> set:
+    "(table, row, seed, fingerprint) of every run already in the CSV at `path`."
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0: return set()
+    with csv_lock(p), open(p, newline='') as f:
+        return {(r['table'], r['row'], int(r['seed']), r.get('fingerprint') or '') for r in csv.DictReader(f)}
 
 # %% ../nbs/13_ablation.ipynb #077b0233
 def eval_subset(ds, n: int | None = None, seed: int = 0):
@@ -100,134 +170,168 @@ def slim_checkpoint(src, dest) -> Path:
     keep = {k: ck[k] for k in ('version', 'model', 'model_config', 'train_config', 'step', 'elapsed_s', 'mabp_version') if k in ck}
     return save_checkpoint(keep, dest)
 
-def run_one(overrides: dict, seed: int, steps: int, root, out_dir, base: MABPConfig | None = None, batch_size: int = 8,
-            eval_splits=('val', 'testB'), eval_n: int | None = 300, eval_batch_size: int = 16, keep: bool = False,
-            train_overrides: dict | None = None, eval_sets: dict | None = None, progress: bool = False) -> dict:
-    "Train `base` (default `MABPConfig.tiny()`) with `overrides` for `steps` steps, evaluate, return metrics and timings."
-    t0 = time.time()
-    out = Path(out_dir)
-    mcfg = (base or MABPConfig.tiny()).replace(**overrides)
-    tcfg = TrainConfig.tiny(root=str(root), model=mcfg, max_steps=steps, batch_size=batch_size, out_dir=str(out), seed=seed,
-                            device='cpu', progress=progress, eval_splits=())
-    if train_overrides: tcfg = tcfg.replace(**train_overrides)
-    seed_all(tcfg.seed)                      # what `train` does before building the model itself
-    net = MABP(mcfg)
-    tres = train(tcfg, model=net)
-    t_train = time.time() - t0
+def dev_marks(steps: int) -> list:
+    "The steps where the dev slice is evaluated (`DEV_AT` of `steps`, at least 1, distinct, ascending)."
+    return sorted({max(1, round(f * steps)) for f in DEV_AT})
+
+def plateau(curve: dict, steps: int) -> tuple:
+    "(gain over the last 20% of steps, whether it is below `PLATEAU_GAIN`) from a `{step: dev gIoU}` curve."
+    at = lambda s: curve.get(str(s), curve.get(s))
+    a, b = at(max(1, round(0.8 * steps))), at(steps)
+    if a is None or b is None: return float('nan'), False
+    return round(b - a, 4), bool(b - a < PLATEAU_GAIN)
+
+def _empty_folder(out: Path, keep=('claim',)):
+    for p in out.iterdir():
+        if p.name in keep: continue
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+def run_one(tcfg: TrainConfig, fingerprint: str, dev_set=None, eval_sets: dict | None = None, eval_batch_size: int = 16,
+            progress: bool = False) -> dict:
+    "Train `tcfg` (resumable, in segments to the dev points), evaluate the dev curve and `eval_sets`; metrics and timings."
+    t0, out = time.time(), ensure_dir(tcfg.out_dir, 'run folder')
+    fpf = out / 'fingerprint.txt'
+    if not fpf.is_file() or fpf.read_text().strip() != fingerprint or not (out / 'last.pt').is_file():
+        _empty_folder(out)                    # another code or config, or nothing to continue from: start afresh
+    fpf.write_text(fingerprint + '\n')
+    cpath = out / 'dev_curve.json'
+    curve = json.loads(cpath.read_text()) if cpath.is_file() else {}
+    seed_all(tcfg.seed)                       # what `train` does before building the model itself
+    net, tres, t_train, t_dev = MABP(tcfg.model_config()), None, 0.0, 0.0
+    for s in dev_marks(tcfg.max_steps):
+        t = time.time()
+        tres = train(tcfg.replace(stop_at_step=s if s < tcfg.max_steps else None), model=net)
+        t_train += time.time() - t
+        if dev_set is not None and str(s) not in curve:
+            t = time.time()
+            curve[str(s)] = round(float(evaluate_model(net, dev_set, batch_size=eval_batch_size, progress=progress,
+                                                       desc=f'dev @ {s}')['gIoU']), 4)
+            t_dev += time.time() - t
+            atomic_write(cpath, lambda f: f.write(json.dumps(curve)), 'dev curve', 'w')
     t1, metrics = time.time(), {}
-    eval_sets = dict(eval_sets or {})
-    for s in eval_splits:
-        if s not in eval_sets:
-            ds = RefDataset(root, 'grefcoco', s, image_size=mcfg.image_size, max_tokens=mcfg.max_tokens,
-                            tokenizer=load_tokenizer(mcfg.text_model))
-            eval_sets[s] = eval_subset(ds, eval_n)
-        metrics[s] = evaluate_model(net, eval_sets[s], batch_size=eval_batch_size, progress=progress, desc=f'eval {s}')
-    t_eval = time.time() - t1
-    ckpt = None
-    if keep: ckpt = str(slim_checkpoint(tres['checkpoint'], out / 'model.pt'))
-    for p in out.glob('*.pt'):
-        if p.name != 'model.pt' or not keep: p.unlink()
-    (out / 'ablation_metrics.json').write_text(json.dumps(dict(metrics=metrics, steps=tres['step'], train_s=t_train, eval_s=t_eval,
-                                                                eval_n=eval_n), indent=1, default=float))
-    return dict(metrics=metrics, steps=tres['step'], final_loss=tres.get('loss'), train_s=t_train, eval_s=t_eval,
-                wall_s=time.time() - t0, checkpoint=ckpt, config=tcfg.to_dict())
+    for name, ds in (eval_sets or {}).items():
+        metrics[name] = evaluate_model(net, ds, batch_size=eval_batch_size, progress=progress, desc=f'eval {name}')
+    gain, flat = plateau(curve, tcfg.max_steps)
+    return dict(metrics=metrics, steps=tres['step'], final_loss=tres.get('loss'), train_s=t_train, eval_s=time.time() - t1 + t_dev,
+                wall_s=time.time() - t0, curve=curve, dev_gain=gain, plateau=flat, checkpoint=tres['checkpoint'],
+                config=tcfg.to_dict())
 
 # %% ../nbs/13_ablation.ipynb #9b4a09ab
-def steps_from_budget(budget_s: float, n_runs: int, step_time: float, overhead_s: float = 30.0) -> int:
-    "Steps per run so that `n_runs` runs of `steps x step_time + overhead_s` fit in `budget_s` (at least one)."
-    return max(1, int((budget_s / max(1, n_runs) - overhead_s) / max(step_time, 1e-6)))
+def study_data(root, dev_mod: int = 42, progress: bool = True) -> tuple:
+    "(original root, derived root with the dev slice, data facts for the fingerprint); the benchmark is made when missing."
+    if root is None: root, _ = synthetic_set(repo_root() / 'data' / 'synthetic', progress=progress)
+    root = Path(root)
+    info = carve_dev(root, root.with_name(root.name + '_dev'), dev_mod)
+    return root, root.with_name(root.name + '_dev'), dict(refs_sha1=info['refs_sha1'], dev_mod=dev_mod,
+                                                          n_dev_sentences=info['n_dev_sentences'])
 
 def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  seeds=(0, 1, 2),
-                 steps: int | None = None,    # optimizer steps per run (the same for every row)
-                 budget_s: float | None = None,  # total wall-clock budget when `steps` is None
+                 steps: int = STUDY_STEPS,    # optimizer steps per run (the same for every row)
                  root=None,                   # synthetic benchmark (default: `data/synthetic`, generated when missing)
-                 csv_path='nbs/results/ablation.csv',
+                 csv_path='nbs/results/ablation_study.csv',
                  out_dir='runs/ablation',
                  eval_splits=('val', 'testB'),
-                 eval_n: int | None = 300,    # sentences per evaluated split (fixed subset); None = all
+                 eval_n: int | None = None,   # sentences per evaluated split (fixed subset); None = all
+                 dev_mod: int = 42,           # one train image in dev_mod goes to the dev slice
+                 dev_n: int | None = None,    # dev sentences evaluated (fixed subset); None = all
                  batch_size: int = 8,
-                 threads: int | None = 2,
-                 keep=(('2 1+RSH', 0), ('4 3+QG (full)', 0)),  # (row, seed) whose checkpoints are kept
+                 threads: int | None = 1,
+                 keep=KEEP,                   # (row, seed) whose final weights are kept as model.pt
                  base: MABPConfig | None = None,   # default MABPConfig.tiny()
                  train_overrides: dict | None = None,
                  rows=None,                   # only these row names (default: every row of the tables)
-                 resume: bool = False,
+                 max_runs: int | None = None, # stop after this many finished runs (this process)
                  progress: bool = True) -> list:
-    "Train and evaluate every run of `ablation_plan(tables, seeds)` under one step budget; append the results to `csv_path`."
+    "Train and evaluate every run of `ablation_plan(tables, seeds)` not yet in `csv_path`; append each as it finishes."
     if threads is not None and threads < 1: raise ConfigError(f'threads={threads}: must be >= 1.')
     if eval_n is not None and eval_n < 0: raise ConfigError(f'eval_n={eval_n}: must be >= 0 (0 = every sentence).')
+    if steps < 1: raise ConfigError(f'steps={steps}: must be >= 1.')
     if any(int(s) < 0 for s in seeds): raise ConfigError(f'seeds={list(seeds)}: must be >= 0.')
     if threads: torch.set_num_threads(threads)
     say = print if progress else (lambda *a, **k: None)
-    if root is None: root, _ = synthetic_set(repo_root() / 'data' / 'synthetic', progress=progress)
     plan = ablation_plan(tables, seeds, rows)
+    root, dev_root, data = study_data(root, dev_mod, progress)
     base = base or MABPConfig.tiny()
-    if steps is None:
-        if not budget_s: raise ConfigError('run_ablation: no step budget. Fix: pass steps=N or budget_s=SECONDS.')
-        st = time_train_step(base, root, batch_size)
-        steps = steps_from_budget(budget_s, len(plan), st)
-        say(f'[ablate] one step of the full model takes {st:.2f}s: {steps} steps per run for {len(plan)} runs in {budget_s:.0f}s')
-    done = set()
-    if resume and Path(csv_path).exists():
-        df = load_results(csv_path)
-        done = {(t, r, int(s)) for t, r, s, n in zip(df.table, df.row, df.seed, df.steps) if int(n) == steps}
-    commit, results, t_all = git_commit(), [], time.time()
-    tok = load_tokenizer(base.text_model)     # eval subsets built once, shared by every run
-    eval_sets = {s: eval_subset(RefDataset(root, 'grefcoco', s, image_size=base.image_size, max_tokens=base.max_tokens,
-                                           tokenizer=tok), eval_n) for s in eval_splits}
+    evaluation = dict(splits=list(eval_splits), eval_n=eval_n, dev_n=dev_n, dev_at=list(DEV_AT), subset_seed=0,
+                      batch_size=batch_size)
+    tok = load_tokenizer(base.text_model)     # eval sets built once, shared by every run
+    mk = lambda r, s: RefDataset(r, 'grefcoco', s, image_size=base.image_size, max_tokens=base.max_tokens, tokenizer=tok)
+    eval_sets = {s: eval_subset(mk(root, s), eval_n) for s in eval_splits}
+    dev_set = eval_subset(mk(dev_root, DEV_SPLIT), dev_n)
+    code, commit, results, t_all = code_fingerprint(), git_commit(), [], time.time()
     for i, run in enumerate(plan):
-        names = [n for n in run['names'] if (n[0], n[1], run['seed']) not in done]
+        if max_runs is not None and len(results) >= max_runs: break
+        rdir = Path(out_dir) / _slug(run['names'][0][1]) / f"seed{run['seed']}"
+        tcfg = study_config(run['overrides'], run['seed'], steps, dev_root, rdir, base=base, batch_size=batch_size,
+                            train_overrides=train_overrides)
+        fp = study_fingerprint(tcfg, data, evaluation, code=code)
+        done = finished(csv_path)
+        names = [n for n in run['names'] if (n[0], n[1], run['seed'], fp) not in done]
         if not names: continue
         label = ' = '.join(f'{t}:{r}' for t, r in run['names'])
-        rdir = Path(out_dir) / _slug(run['names'][0][1]) / f"seed{run['seed']}"
-        keep_it = any((r, run['seed']) in set(map(tuple, keep)) for _, r in run['names'])
-        started = datetime.datetime.now().isoformat(timespec='seconds')
-        say(f"[ablate] run {i + 1}/{len(plan)}: {label}, seed {run['seed']}, {steps} steps ...", flush=True)
-        res = run_one(run['overrides'], run['seed'], steps, root, rdir, base=base, batch_size=batch_size, eval_splits=eval_splits,
-                      eval_n=eval_n, keep=keep_it, train_overrides=train_overrides, eval_sets=eval_sets, progress=False)
-        lines = []                            # one CSV line per (table, row) name x evaluated split
-        for t, r in names:
-            for s, m in res['metrics'].items():
-                lines.append(dict(table=t, row=r, seed=run['seed'], split=s, n_eval=int(m.get('n_samples', 0)),
-                                 **{k: round(float(m[k]), 4) for k in METRICS}, steps=res['steps'], batch_size=batch_size,
-                                 final_loss=round(float(res['final_loss']), 5) if res['final_loss'] is not None else '',
-                                 train_s=round(res['train_s'], 1), eval_s=round(res['eval_s'], 1), wall_s=round(res['wall_s'], 1),
-                                 threads=torch.get_num_threads(), git_commit=commit, started=started, run_dir=str(rdir),
-                                 config=json.dumps(res['config'], sort_keys=True, separators=(',', ':'))))
-        append_rows(csv_path, lines)
-        results.append(res)
-        v = res['metrics'].get('val', next(iter(res['metrics'].values())))
-        say(f"[ablate]   {res['wall_s']:.0f}s (train {res['train_s']:.0f}s, eval {res['eval_s']:.0f}s): "
-            + ' '.join(f'{k} {v[k]:.1f}' for k in METRICS) + f" | {time.time() - t_all:.0f}s so far", flush=True)
+        try: claim = run_lock(rdir / 'claim', 'ablation run'); claim.__enter__()
+        except ConfigError: say(f"[ablate] {label}, seed {run['seed']}: another worker has it, next"); continue
+        try:
+            if {(n[0], n[1], run['seed'], fp) for n in names} & finished(csv_path): continue   # finished meanwhile
+            started = datetime.datetime.now().isoformat(timespec='seconds')
+            say(f"[ablate] run {i + 1}/{len(plan)}: {label}, seed {run['seed']}, {steps} steps ({fp}) ...", flush=True)
+            res = run_one(tcfg, fp, dev_set=dev_set, eval_sets=eval_sets, progress=False)
+            final_dev = res['curve'].get(str(steps), float('nan'))
+            lines = []                        # one CSV line per (table, row) name x evaluated split
+            for t, r in names:
+                for s, m in res['metrics'].items():
+                    lines.append(dict(table=t, row=r, seed=run['seed'], split=s, n_eval=int(m['n_samples']),
+                                      n_no_target=int(m['n_no_target']), **{k: round(float(m[k]), 4) for k in METRICS},
+                                      **{k: round(v, 4) for k, v in legacy_accuracies(m).items()},
+                                      steps=res['steps'], batch_size=batch_size,
+                                      final_loss=round(float(res['final_loss']), 5) if res['final_loss'] is not None else '',
+                                      dev_gIoU=final_dev, dev_gain_last20=res['dev_gain'], plateau=res['plateau'],
+                                      dev_curve=json.dumps(res['curve']), train_s=round(res['train_s'], 1),
+                                      eval_s=round(res['eval_s'], 1), wall_s=round(res['wall_s'], 1),
+                                      threads=torch.get_num_threads(), loadavg1=round(os.getloadavg()[0], 2),
+                                      git_commit=commit, fingerprint=fp, started=started, run_dir=str(rdir),
+                                      config=json.dumps(res['config'], sort_keys=True, separators=(',', ':'), default=str)))
+            if res['steps'] != steps: raise RuntimeError(f'{rdir}: trained {res["steps"]} of {steps} steps; not recorded')
+            append_rows(csv_path, lines)
+            keep_it = any((r, run['seed']) in set(map(tuple, keep)) for _, r in run['names'])
+            if keep_it: slim_checkpoint(res['checkpoint'], rdir / 'model.pt')
+            for p in rdir.glob('*.pt'):
+                if p.name != 'model.pt': p.unlink()
+            results.append(res)
+            v = res['metrics'].get('val', next(iter(res['metrics'].values()), {}))
+            say(f"[ablate]   {res['wall_s']:.0f}s (train {res['train_s']:.0f}s, eval {res['eval_s']:.0f}s), dev "
+                f"{json.dumps(res['curve'])} ({'plateau' if res['plateau'] else 'NOT at plateau'}): "
+                + ' '.join(f'{k} {v[k]:.1f}' for k in METRICS if k in v) + f" | {time.time() - t_all:.0f}s so far", flush=True)
+        finally: claim.__exit__(None, None, None)
     return results
 
 # %% ../nbs/13_ablation.ipynb #5617fb58
 @cli
 def mabp_ablate(table: Param('ablation tables', str, nargs='+') = ('V', 'VI'),
                 seeds: Param('training seeds', int, nargs='+') = (0, 1, 2),
-                steps: int = None,                 # optimizer steps per run (same for every row)
-                budget: float = None,              # total seconds for all runs, used when --steps is not given
+                steps: int = STUDY_STEPS,          # optimizer steps per run (same for every row)
                 root: str = None,                  # synthetic benchmark (default <repo>/data/synthetic)
-                csv: str = 'nbs/results/ablation.csv',  # results are appended here
-                out: str = 'runs/ablation',        # run folders (logs, configs, kept checkpoints)
+                csv: str = 'nbs/results/ablation_study.csv',  # results are appended here
+                out: str = 'runs/ablation',        # run folders (logs, checkpoints while running, kept weights)
                 eval_splits: Param('evaluated splits', str, nargs='+') = ('val', 'testB'),
-                eval_n: int = 300,                 # sentences per split (fixed random subset); 0 = all
+                eval_n: int = 0,                   # sentences per split (fixed random subset); 0 = all
+                dev_mod: int = 42,                 # one train image in dev_mod goes to the dev slice
                 batch_size: int = 8,
-                threads: int = 2,                  # torch CPU threads
+                threads: int = 1,                  # torch CPU threads of this worker
                 rows: Param('only these rows (names as in the tables)', str, nargs='+') = None,
-                resume: store_true = False,        # skip (table, row, seed) already in the CSV with these steps
+                max_runs: int = None,              # stop after this many finished runs
                 quiet: store_true = False):
     "Train and evaluate the rows of the paper's ablation Tables V / VI on the synthetic benchmark; append to a CSV."
-    if steps is None and budget is None: raise ConfigError('no step budget. Fix: pass --steps N or --budget SECONDS.')
     tables = [table] if isinstance(table, str) else list(table)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     splits = [eval_splits] if isinstance(eval_splits, str) else list(eval_splits)
+    if max_runs is not None and max_runs < 1: raise ConfigError(f'max_runs={max_runs}: must be >= 1.')
     t0 = time.time()
-    run_ablation(tables, seeds, steps=steps, budget_s=budget, root=root, csv_path=csv, out_dir=out, eval_splits=splits,
-                 eval_n=eval_n or None, batch_size=batch_size, threads=threads, resume=resume, progress=not quiet,
-                 rows=[rows] if isinstance(rows, str) else rows)
-    print(f'[ablate] done in {time.time() - t0:.0f}s; results in {csv}')
+    res = run_ablation(tables, seeds, steps=steps, root=root, csv_path=csv, out_dir=out, eval_splits=splits,
+                       eval_n=eval_n or None, dev_mod=dev_mod, batch_size=batch_size, threads=threads, progress=not quiet,
+                       rows=[rows] if isinstance(rows, str) else rows, max_runs=max_runs)
+    print(f'[ablate] {len(res)} run(s) finished in {time.time() - t0:.0f}s; results in {csv}')
 
 # %% ../nbs/13_ablation.ipynb #cbdebcc6
 def _rows(df, table: str, split: str):
@@ -237,24 +341,35 @@ def _rows(df, table: str, split: str):
     return d
 
 def summarize(df, table: str, split: str = 'val'):
-    "Per row (paper order): mean, std (ddof 1) and number of seeds of every metric."
+    "Per row (paper order): mean, std (ddof 1) of every metric, the number of seeds and of runs at their plateau."
     import pandas as pd
     d = _rows(df, table, split)
     order = [r for r in MABPConfig.variants(table) if r in set(d.row)]
-    g = d.groupby('row')[list(METRICS)]
+    cols = list(METRICS) + [c for c in LEGACY if c in d.columns]
+    g = d.groupby('row')[cols]
     out = pd.concat({'mean': g.mean(), 'std': g.std(ddof=1)}, axis=1).reindex(order)
     out[('n', 'seeds')] = d.groupby('row').seed.nunique().reindex(order)
+    if 'plateau' in d.columns:
+        out[('n', 'at plateau')] = d.groupby('row').plateau.apply(lambda s: int(s.astype(str).str.lower().eq('true').sum())).reindex(order)
     return out
 
 def ablation_table(df, table: str, split: str = 'val', paper: bool = True, digits: int = 1):
-    "Table V or VI as strings: for each of the paper's metrics, ours ('mean ± std' over seeds) and the paper's."
+    "Table V or VI as strings: per metric, ours ('mean ± std' over seeds) and the paper's; N-acc/T-acc also by the legacy formulas."
     import pandas as pd
     sm, cols = summarize(df, table, split), {}
     pp = paper_table(table)
+    fmt = lambda a, b: f'{a:.{digits}f} ± {b:.{digits}f}' if b == b else f'{a:.{digits}f}'
     for m in TABLE_METRICS[table]:
-        cols[(m, 'ours')] = [f'{a:.{digits}f} ± {b:.{digits}f}' if b == b else f'{a:.{digits}f}'
-                             for a, b in zip(sm[('mean', m)], sm[('std', m)])]
+        legacy = f'{m} legacy'
+        if m in ('N-acc', 'T-acc') and ('mean', legacy) in sm.columns:
+            cols[(m, 'ours (ReLA)')] = [fmt(a, b) for a, b in zip(sm[('mean', m)], sm[('std', m)])]
+            cols[(m, 'ours (legacy)')] = [fmt(a, b) for a, b in zip(sm[('mean', legacy)], sm[('std', legacy)])]
+            if paper: cols[(m, 'paper (legacy)')] = [f'{pp.loc[r, m]:.2f}' for r in sm.index]
+            continue
+        cols[(m, 'ours')] = [fmt(a, b) for a, b in zip(sm[('mean', m)], sm[('std', m)])]
         if paper: cols[(m, 'paper')] = [f'{pp.loc[r, m]:.2f}' for r in sm.index]
+    cols[('runs', 'seeds')] = sm[('n', 'seeds')].astype(int).tolist()
+    if ('n', 'at plateau') in sm.columns: cols[('runs', 'at plateau')] = sm[('n', 'at plateau')].astype(int).tolist()
     out = pd.DataFrame(cols, index=sm.index)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     out.index.name = f'Table {table} ({split})'
@@ -282,8 +397,31 @@ def budget_table(df, table: str, metric: str = 'gIoU', split: str = 'val'):
 COMPARISONS = {'V': [('1 Naive', '2 1+RSH'), ('2 1+RSH', '3 2+MMD'), ('3 2+MMD', '4 3+QG (full)'), ('1 Naive', '4 3+QG (full)')],
                'VI': [('Main X=1', 'Full (X=all)'), ('NT X=1', 'Full (X=all)'), ('NT X=0', 'NT X=1'), ('NT X=0', 'Full (X=all)')]}
 
+# two-sided 95% quantiles of Student's t, by degrees of freedom (1..30); larger: the normal 1.96 plus a small correction
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+         2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+def t975(df: int) -> float:
+    "The 97.5% quantile of Student's t with `df` degrees of freedom (table to 30, then 1.96 + 2.4/df)."
+    if df < 1: raise ValueError(f'df={df}: needs at least one degree of freedom (two paired seeds)')
+    return _T975[df - 1] if df <= 30 else 1.96 + 2.4 / df
+
+def paired_interval(delta) -> tuple:
+    "(mean, low, high) of the 95% t-interval of the mean of paired differences `delta` (nan bounds for one value)."
+    d = np.asarray(delta, dtype=float)
+    mu = float(d.mean())
+    if len(d) < 2: return mu, float('nan'), float('nan')
+    h = t975(len(d) - 1) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return mu, mu - h, mu + h
+
+def verdict(paper_delta: float, low: float, high: float) -> str:
+    "'agrees' / 'disagrees' / 'within noise' from where the interval [low, high] lies relative to 0 and the paper's sign."
+    if low != low: return 'one seed: no interval'
+    if low <= 0 <= high or paper_delta == 0: return 'within noise'
+    return 'agrees' if (low > 0) == (paper_delta > 0) else 'disagrees'
+
 def compare_orderings(df, table: str, split: str = 'val', metrics=None):
-    "Per paper comparison (before -> after) and metric: the paper's change, ours (mean ± std of per-seed changes), a verdict."
+    "Per paper comparison (before -> after) and metric: the paper's change, ours (mean of per-seed changes, 95% CI), verdict."
     import pandas as pd
     d = _rows(df, table, split)
     pp, out = paper_table(table), []
@@ -292,14 +430,13 @@ def compare_orderings(df, table: str, split: str = 'val', metrics=None):
         seeds = sorted(set(A.index) & set(B.index))
         if not seeds: continue
         for m in metrics or TABLE_METRICS[table]:
-            delta = (B.loc[seeds, m] - A.loc[seeds, m]).astype(float)
-            mu, sd = float(delta.mean()), float(delta.std(ddof=1)) if len(seeds) > 1 else float('nan')
+            delta = (B.loc[seeds, m] - A.loc[seeds, m]).astype(float).to_numpy()
+            mu, lo, hi = paired_interval(delta)
+            sd = float(delta.std(ddof=1)) if len(delta) > 1 else float('nan')
             p = float(pp.loc[b, m] - pp.loc[a, m])
-            if sd != sd: verdict = 'one seed: no noise estimate'
-            elif abs(mu) <= sd or mu == 0: verdict = 'within seed noise'
-            else: verdict = 'agrees' if np.sign(mu) == np.sign(p) else 'disagrees'
             out.append({'comparison': f'{a} -> {b}', 'metric': m, 'paper Δ': round(p, 2), 'ours Δ': round(mu, 2),
-                        'ours Δ std': round(sd, 2), 'seeds': len(seeds), 'verdict': verdict})
+                        '95% CI': f'[{lo:.2f}, {hi:.2f}]' if lo == lo else '', 'seeds': len(seeds), 'verdict': verdict(p, lo, hi),
+                        'more seeds': bool(len(seeds) < 5 and not (abs(mu) >= 2 * sd))})
     return pd.DataFrame(out)
 
 def rankings(df, table: str, split: str = 'val'):

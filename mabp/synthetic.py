@@ -15,10 +15,10 @@ from .core import ConfigError, cli, ensure_dir
 
 # %% auto #0
 __all__ = ['GENERATOR_VERSION', 'SHAPES', 'COLOURS', 'SIZES', 'HELD_OUT', 'SPLITS', 'SHARES', 'TYPE_WEIGHTS', 'MAX_IMAGES',
-           'MAX_IMAGE_SIZE', 'MARKER', 'TINY_KW', 'shape_polygon', 'rasterize', 'render_scene', 'sample_scene',
-           'variants', 'scene_expressions', 'conjunction', 'choose_refs', 'split_sizes', 'check_synthetic_args',
-           'make_synthetic_gres', 'load_scenes', 'scene_target_mask', 'synthetic_stats', 'synthetic_is_valid',
-           'synthetic_set', 'tiny_gres', 'mabp_synth']
+           'MAX_IMAGE_SIZE', 'MARKER', 'TINY_KW', 'DEV_SPLIT', 'shape_polygon', 'rasterize', 'render_scene',
+           'sample_scene', 'variants', 'scene_expressions', 'conjunction', 'choose_refs', 'split_sizes',
+           'check_synthetic_args', 'make_synthetic_gres', 'load_scenes', 'scene_target_mask', 'synthetic_stats',
+           'synthetic_is_valid', 'synthetic_set', 'tiny_gres', 'in_dev', 'carve_dev', 'mabp_synth']
 
 # %% ../nbs/02_synthetic.ipynb #92db5238
 GENERATOR_VERSION = 2   # bump whenever the generated data changes (caches key on it)
@@ -547,6 +547,41 @@ def tiny_gres(root=None) -> Path:
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*replacing the synthetic set')   # an older tiny set: expected
         return synthetic_set(dest, progress=False, tag=tag, **TINY_KW)[0]
+
+# %% ../nbs/02_synthetic.ipynb #c55821e8
+DEV_SPLIT = 'curvedev'   # the split name of the dev slice in a derived root
+
+def in_dev(image_id, dev_mod: int = 42) -> bool:
+    "Whether a train image belongs to the dev slice: `sha1('mabp-curve-dev:<id>')`, first 8 hex digits, `% dev_mod == 0`."
+    return int(hashlib.sha1(f'mabp-curve-dev:{image_id}'.encode()).hexdigest()[:8], 16) % dev_mod == 0
+
+def carve_dev(src, dst, dev_mod: int = 42) -> dict:
+    "Write root `dst`: the refs of `src` with its dev-slice train images moved to split `DEV_SPLIT`; images/instances linked."
+    src, dst = Path(src), Path(dst)
+    if dev_mod < 2: raise ConfigError(f'dev_mod={dev_mod}: must be >= 2 (one image in dev_mod goes to the dev slice).')
+    rp_src = src / 'grefcoco' / 'grefs(unc).json'
+    if not rp_src.is_file(): raise DataError(f'{rp_src}: no refs file. Fix: point to a synthetic root (mabp_synth --out DIR).')
+    refs = json.loads(rp_src.read_text())
+    dset = {r['image_id'] for r in refs if r['split'] == 'train' and in_dev(r['image_id'], dev_mod)}
+    out = [dict(r, split=DEV_SPLIT) if r['split'] == 'train' and r['image_id'] in dset else r for r in refs]
+    text = json.dumps(out)
+    rp = ensure_dir(dst / 'grefcoco', 'derived root') / 'grefs(unc).json'
+    if not rp.exists() or rp.read_text() != text:
+        tmp = rp.with_suffix(f'.tmp{os.getpid()}'); tmp.write_text(text); os.replace(tmp, rp)
+    for link, target in ((dst / 'grefcoco' / 'instances.json', (src / 'grefcoco' / 'instances.json').resolve()),
+                         (dst / 'images', (src / 'images').resolve())):
+        if link.is_symlink() and link.resolve() == target: continue
+        if link.is_symlink() or link.exists(): link.unlink()
+        link.symlink_to(target)
+    dev = [r for r in out if r['split'] == DEV_SPLIT]
+    train_refs = [r for r in out if r['split'] == 'train']
+    assert not ({r['image_id'] for r in train_refs} & dset), 'an image is in both the training part and the dev slice'
+    return dict(rule=f"sha1('mabp-curve-dev:<image_id>')[:8 hex] % {dev_mod} == 0, over the images of the train split",
+                dev_mod=dev_mod, n_dev_images=len(dset), n_dev_refs=len(dev),
+                n_dev_sentences=sum(len(r['sentences']) for r in dev),
+                n_dev_no_target_sentences=sum(len(r['sentences']) for r in dev if r.get('no_target')),
+                n_train_images=len({r['image_id'] for r in train_refs}), n_train_refs=len(train_refs),
+                dev_image_ids=sorted(dset), refs_sha1=hashlib.sha1(text.encode()).hexdigest()[:12])
 
 # %% ../nbs/02_synthetic.ipynb #2468062e
 @cli

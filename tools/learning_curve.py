@@ -29,14 +29,13 @@ from mabp.checkpoint import load_checkpoint, load_model, seed_all
 from mabp.data import collate_refs
 from mabp.evaluate import evaluate_model
 from mabp.model import MABP, MABPConfig, build_criterion
-from mabp.synthetic import make_synthetic_gres
+from mabp.synthetic import DEV_SPLIT, carve_dev, make_synthetic_gres
 from mabp.timing import repo_root
 from mabp.train import TrainConfig, build_train_dataset, param_groups, parse_overrides, read_log, train
 
 FIELDS = ['recipe', 'commit', 'overrides', 'step', 'samples_seen', 'train_s', 'wall_s', 'gIoU', 'cIoU', 'N-acc', 'T-acc',
           'Pr@0.7', 'Pr@0.8', 'Pr@0.9', 'loss_mean', 'loss_mask_mean', 'loss_nt_mean', 'lr', 'n_dev', 'n_dev_no_target',
           'eval_s', 'step_s_mean', 'loadavg1', 'time_utc', 'config_sha']
-DEV_SPLIT = 'curvedev'
 
 
 def git_commit(root: Path) -> str:
@@ -47,38 +46,6 @@ def git_commit(root: Path) -> str:
                            capture_output=True, text=True).stdout.strip()
         return c + ('+dirty' if d else '')
     except Exception: return '?'
-
-
-def in_dev(image_id, dev_mod: int) -> bool:
-    "Whether a train image belongs to the dev slice (a fixed hash of its id)."
-    return int(hashlib.sha1(f'mabp-curve-dev:{image_id}'.encode()).hexdigest()[:8], 16) % dev_mod == 0
-
-
-def carve_root(src: Path, dst: Path, dev_mod: int) -> dict:
-    "Write the derived root `dst` (train minus the dev images; their refs in split 'curvedev'); return the slice's facts."
-    refs = json.loads((src / 'grefcoco' / 'grefs(unc).json').read_text())
-    dev_images = sorted({r['image_id'] for r in refs if r['split'] == 'train' and in_dev(r['image_id'], dev_mod)})
-    dset = set(dev_images)
-    out = [dict(r, split=DEV_SPLIT) if r['split'] == 'train' and r['image_id'] in dset else r for r in refs]
-    text = json.dumps(out)
-    (dst / 'grefcoco').mkdir(parents=True, exist_ok=True)
-    rp = dst / 'grefcoco' / 'grefs(unc).json'
-    if not rp.exists() or rp.read_text() != text:
-        tmp = rp.with_suffix('.tmp'); tmp.write_text(text); os.replace(tmp, rp)
-    for link, target in ((dst / 'grefcoco' / 'instances.json', (src / 'grefcoco' / 'instances.json').resolve()),
-                         (dst / 'images', (src / 'images').resolve())):
-        if link.is_symlink() and link.resolve() == target: continue
-        if link.is_symlink() or link.exists(): link.unlink()
-        link.symlink_to(target)
-    dev = [r for r in out if r['split'] == DEV_SPLIT]
-    train_refs = [r for r in out if r['split'] == 'train']
-    assert not ({r['image_id'] for r in train_refs} & dset), 'an image is in both the training part and the dev slice'
-    return dict(rule=f"sha1('mabp-curve-dev:<image_id>')[:8 hex] % {dev_mod} == 0, over the images of the train split",
-                dev_mod=dev_mod, n_dev_images=len(dev_images), n_dev_refs=len(dev),
-                n_dev_sentences=sum(len(r['sentences']) for r in dev),
-                n_dev_no_target_sentences=sum(len(r['sentences']) for r in dev if r.get('no_target')),
-                n_train_images=len({r['image_id'] for r in train_refs}), n_train_refs=len(train_refs),
-                dev_image_ids=dev_images, refs_sha1=hashlib.sha1(text.encode()).hexdigest()[:12])
 
 
 def read_rows(path: Path, recipe: str) -> list:
@@ -204,7 +171,7 @@ def main():
         make_synthetic_gres(src, a.n_images, a.image_size, a.data_seed, progress=False)
     src = src.resolve()
     root = Path(a.derived) if a.derived else src.parent / f'{src.name}_curve'
-    dev_info = carve_root(src, root, a.dev_mod)
+    dev_info = carve_dev(src, root, a.dev_mod)
 
     tkw, mkw = parse_overrides(a.set)
     mcfg = MABPConfig.tiny(image_size=a.image_size, **mkw)
