@@ -28,9 +28,9 @@ from .train import TrainConfig, train
 __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PLATEAU_GAIN', 'KEEP', 'NOT_IN_FINGERPRINT',
            'LEGACY', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'code_fingerprint', 'study_fingerprint',
            'study_config', 'ablation_plan', 'legacy_accuracies', 'csv_lock', 'append_rows', 'load_results', 'finished',
-           'eval_subset', 'slim_checkpoint', 'dev_marks', 'plateau', 'run_one', 'study_data', 'run_ablation',
-           'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table', 't975', 'paired_interval',
-           'verdict', 'compare_orderings', 'rankings', 'plot_ablation']
+           'recorded', 'eval_subset', 'slim_checkpoint', 'dev_marks', 'plateau', 'run_one', 'study_data',
+           'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table', 't975',
+           'paired_interval', 'verdict', 'compare_orderings', 'rankings', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -154,6 +154,13 @@ def finished(path) -> set:
     with csv_lock(p), open(p, newline='') as f:
         return {(r['table'], r['row'], int(r['seed']), r.get('fingerprint') or '') for r in csv.DictReader(f)}
 
+def recorded(path, fingerprint: str) -> list:
+    "The CSV lines (dicts) of the first (table, row) recorded with `fingerprint`, one per split; [] when there is none."
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0: return []
+    with csv_lock(p), open(p, newline='') as f: lines = [r for r in csv.DictReader(f) if r.get('fingerprint') == fingerprint]
+    return [r for r in lines if (r['table'], r['row']) == (lines[0]['table'], lines[0]['row'])] if lines else []
+
 # %% ../nbs/13_ablation.ipynb #077b0233
 def eval_subset(ds, n: int | None = None, seed: int = 0):
     "`n` items of `ds` drawn without replacement by a fixed generator (sorted), or `ds` itself when `n` is None or too large."
@@ -269,6 +276,12 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
         done = finished(csv_path)
         names = [n for n in run['names'] if (n[0], n[1], run['seed'], fp) not in done]
         if not names: continue
+        same = recorded(csv_path, fp)        # the same run recorded under another name (Table V row 4 = Table VI 'Full')
+        if same:
+            append_rows(csv_path, [dict(r, table=t, row=rw) for t, rw in names for r in same])
+            say(f"[ablate] {', '.join(f'{t}:{r}' for t, r in names)}, seed {run['seed']}: the same run as "
+                f"{same[0]['table']}:{same[0]['row']}, recorded again under this name")
+            continue
         label = ' = '.join(f'{t}:{r}' for t, r in run['names'])
         try: claim = run_lock(rdir / 'claim', 'ablation run'); claim.__enter__()
         except ConfigError: say(f"[ablate] {label}, seed {run['seed']}: another worker has it, next"); continue

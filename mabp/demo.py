@@ -26,7 +26,7 @@ from .train import TrainConfig, plot_log, train
 __all__ = ['DEMO_STEPS', 'DEMO_TRAIN', 'DEMO_MODEL', 'DEMO_TARGETS', 'run_demo', 'mabp_demo']
 
 # %% ../nbs/12a_demo.ipynb #e3bed998
-DEMO_STEPS = 1600                                # the reference recipe: optimizer steps of batch 8
+DEMO_STEPS = 1000                                # the reference recipe: optimizer steps of batch 8 (about 12 min on 2 quiet cores)
 DEMO_TRAIN = dict(pretrained_lr=1e-4, lr=1e-3)   # TrainConfig.tiny() fields the reference recipe changes (see 17_learning_curve)
 DEMO_MODEL = dict()                              # MABPConfig.tiny() fields the reference recipe changes
 DEMO_TARGETS = {'gIoU': 80.0, 'N-acc': 80.0}     # what the demo should reach on synthetic val
