@@ -5,13 +5,14 @@
 # %% ../nbs/14_visualisation.ipynb #1894a550
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import RefDataset, image_to_tensor, load_image, load_tokenizer, tokenize
+from .data import RefDataset, decode_segmentation, image_to_tensor, load_image, load_tokenizer, target_ann_ids, tokenize
 from .core import model_device
 from .checkpoint import load_model
 from .drawing import KINDS, pick_examples
@@ -19,8 +20,9 @@ from .inference import example_grid
 from .model import decide
 
 # %% auto #0
-__all__ = ['FIGURES', 'run_sample', 'first_head_attention', 'attention_entropy', 'plot_attention', 'plot_examples', 'kmeans',
-           'region_clusters', 'plot_clusters', 'save_figure', 'draw_figures']
+__all__ = ['FIGURES', 'MEASURES', 'run_sample', 'first_head_attention', 'attention_entropy', 'plot_attention', 'no_target_items',
+           'attention_stats', 'plot_examples', 'kmeans', 'region_clusters', 'plot_clusters', 'adjusted_rand',
+           'object_map', 'position_map', 'cluster_alignment', 'save_figure', 'draw_figures']
 
 # %% ../nbs/14_visualisation.ipynb #25de33d7
 def run_sample(model, image, text: str, tokenizer=None) -> dict:
@@ -100,6 +102,41 @@ def plot_attention(models: dict, image, text: str, tokenizer=None, title: str | 
     fig.stats = stats
     return fig
 
+# %% ../nbs/14_visualisation.ipynb #f04d73bf
+def _loader(ds, idx, batch_size):
+    from torch.utils.data import DataLoader, Subset
+    from mabp.data import collate_refs
+    return DataLoader(Subset(ds, idx), batch_size=batch_size, shuffle=False, collate_fn=collate_refs)
+
+def no_target_items(ds) -> list:
+    "Indices of the items of a `RefDataset` whose expression has no target (read from the refs; no image is loaded)."
+    return [i for i, (ri, _) in enumerate(ds.items) if not target_ann_ids(ds.refs[ri])]
+
+@torch.inference_mode()
+def attention_stats(model, ds, n: int | None = None, batch_size: int = 16):
+    "Per no-target item of `ds` (the first `n`; None = all): language share and pixel entropy of the attention before head 1."
+    import pandas as pd
+    cfg, dev, was = model.cfg, model_device(model), model.training
+    idx = no_target_items(ds)[:n]
+    if not idx: raise ValueError(f'{ds!r}: no no-target items to measure')
+    rows = []
+    model.eval()
+    try:
+        for b in _loader(ds, idx, batch_size):
+            out = model(b['image'].to(dev), b['input_ids'].to(dev), b['attention_mask'].to(dev), return_attn=True)
+            a = out['attn'][cfg.layers_per_scale - 1].float().cpu()               # (B, N, h*w [+ L])
+            n_vis = a.shape[-1] - cfg.max_tokens if cfg.decoder == 'mmd' else a.shape[-1]
+            pix = a[..., :n_vis]
+            lang = (a[..., n_vis:] * b['attention_mask'][:, None, :].float()).sum(-1) if cfg.decoder == 'mmd' \
+                else torch.zeros(a.shape[:2])                                        # (B, N)
+            p = pix / pix.sum(-1, keepdim=True).clamp_min(1e-12)
+            ent = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(n_vis)        # (B, N)
+            for j in range(len(a)):
+                rows.append(dict(image_id=b['image_id'][j], sentence=b['sentence'][j], lang_share=float(lang[j].mean()),
+                                 pixel_entropy=float(ent[j].mean())))
+    finally: model.train(was)
+    return pd.DataFrame(rows)
+
 # %% ../nbs/14_visualisation.ipynb #703cdad1
 def plot_examples(model, ds, n_per_kind: int = 2, seed: int = 0, tokenizer=None):
     "Fig. 6: per kind (single / multi / no target), `n_per_kind` (ground truth | prediction) overlays of `ds` items."
@@ -172,6 +209,63 @@ def _upsample(col: np.ndarray, size) -> np.ndarray:
     xs = np.minimum((np.arange(W) * col.shape[1]) // W, col.shape[1] - 1)
     return col[ys][:, xs]
 
+# %% ../nbs/14_visualisation.ipynb #b4cea143
+def adjusted_rand(a, b) -> float:
+    "Adjusted Rand index of two labelings of the same items (1 = identical partitions, about 0 = chance)."
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    if a.shape != b.shape: raise ValueError(f'labelings of {a.size} and {b.size} items')
+    _, ai = np.unique(a, return_inverse=True); _, bi = np.unique(b, return_inverse=True)
+    m = np.zeros((ai.max() + 1, bi.max() + 1)); np.add.at(m, (ai, bi), 1)
+    c2 = lambda x: x * (x - 1) / 2
+    s, sa, sb, n = c2(m).sum(), c2(m.sum(1)).sum(), c2(m.sum(0)).sum(), c2(len(a))
+    exp, top = sa * sb / n, (sa + sb) / 2
+    return 1.0 if top == exp else float((s - exp) / (top - exp))
+
+def object_map(index, image_id, g: int) -> np.ndarray:
+    "(g, g) int: the annotated object (1, 2, ...) covering most of each region, 0 where none covers half of it."
+    info = index.images[image_id]
+    H, W = int(info['height']), int(info['width'])
+    anns = [a for a in index.anns.values() if a.get('image_id') == image_id]
+    if not anns: return np.zeros((g, g), int)
+    cover = torch.stack([F.adaptive_avg_pool2d(torch.from_numpy(decode_segmentation(a['segmentation'], H, W)).float()[None], g)[0]
+                         for a in anns])                                          # (n_obj, g, g) covered fraction
+    best, arg = cover.max(0)
+    return np.where(best.numpy() >= 0.5, arg.numpy() + 1, 0)
+
+def position_map(g: int, k: int, seed: int = 0) -> np.ndarray:
+    "(g, g) labels of K-means with `k` clusters on the regions' (row, column) coordinates alone."
+    yy, xx = torch.meshgrid(torch.arange(g, dtype=torch.float), torch.arange(g, dtype=torch.float), indexing='ij')
+    labels, _ = kmeans(torch.stack([yy.ravel(), xx.ravel()], 1), k, seed=seed, cosine=False)
+    return labels.reshape(g, g).numpy()
+
+@torch.inference_mode()
+def cluster_alignment(model, ds, n: int = 100, k: int = 4, seed: int = 0, batch_size: int = 16):
+    "Per image (first sentence of each of the first `n` images of `ds`): ARI of the prototype clusters vs objects, positions."
+    import pandas as pd
+    first, seen = [], set()
+    for i, (ri, _) in enumerate(ds.items):
+        iid = ds.refs[ri]['image_id']
+        if iid not in seen: seen.add(iid); first.append(i)
+        if len(first) == n: break
+    dev, was, rows, prev = model_device(model), model.training, [], None
+    model.eval()
+    try:
+        for b in _loader(ds, first, batch_size):
+            out = model(b['image'].to(dev), b['input_ids'].to(dev), b['attention_mask'].to(dev), return_embed=True)
+            emb = out['embed'][-1].float().cpu()                                      # (B, g*g, C)
+            g = int(round(emb.shape[1] ** 0.5))
+            pos = position_map(g, k, seed)
+            for j in range(len(emb)):
+                e = emb[j] - emb[j].mean(0, keepdim=True)
+                lab = kmeans(e, min(k, len(e)), seed=seed)[0].reshape(g, g).numpy()
+                obj = object_map(ds.index, b['image_id'][j], g)
+                rows.append(dict(image_id=b['image_id'][j], n_objects=int(len(np.unique(obj[obj > 0]))),
+                                 ari_objects=adjusted_rand(lab, obj), ari_positions=adjusted_rand(lab, pos),
+                                 ari_across_images=adjusted_rand(lab, prev) if prev is not None else float('nan')))
+                prev = lab
+    finally: model.train(was)
+    return pd.DataFrame(rows)
+
 # %% ../nbs/14_visualisation.ipynb #49315975
 def save_figure(fig, path, dpi: int = 110) -> Path:
     "Write a matplotlib `Figure` as PNG (folders created); returns the path."
@@ -182,9 +276,16 @@ def save_figure(fig, path, dpi: int = 110) -> Path:
 
 # %% ../nbs/14_visualisation.ipynb #817172b3
 FIGURES = ('fig5_attention.png', 'fig6_examples.png', 'fig7_clusters.png')
+MEASURES = ('fig5_attention_stats.csv', 'fig7_cluster_stats.csv')
 
-def draw_figures(full_ckpt, rela_ckpt, root, out_dir='results/figures', split: str = 'val', seed: int = 0, k: int = 4) -> dict:
-    "Fig. 5-7 from two checkpoints (full model, Table V row 2) on `root`'s `split`; PNGs written to `out_dir`."
+def _mean_std(df, cols) -> dict:
+    return {c: dict(mean=round(float(df[c].mean()), 4), std=round(float(df[c].std(ddof=1)), 4)) for c in cols} | dict(n=len(df))
+
+def draw_figures(full_ckpt, rela_ckpt, root, out_dir='results/figures', split: str = 'val', seed: int = 0, k: int = 4,
+                 mmd_ckpt=None,                   # Table V row 3 (row 2 + MMD), measured next to row 2 when given
+                 n_cluster_images: int = 100,     # images for the Fig. 7 measurement
+                 measure: bool = True) -> dict:
+    "Fig. 5-7 from the full model and Table V row 2 on `root`'s `split` (PNGs in `out_dir`), and the Fig. 5 / 7 measurements."
     full, _ = load_model(full_ckpt)
     rela, _ = load_model(rela_ckpt)
     tok = load_tokenizer(full.cfg.text_model)
@@ -201,4 +302,14 @@ def draw_figures(full_ckpt, rela_ckpt, root, out_dir='results/figures', split: s
     f7 = plot_clusters({'RIA & RLA (No. 2)': rela, 'full model': full}, [sample(i) for i in picks['multi target']], k=k,
                        tokenizer=tok, seed=seed)
     paths = [save_figure(f, out / n) for f, n in zip((f5, f6, f7), FIGURES)]
+    if measure:
+        import pandas as pd
+        models = {'2 1+RSH (RIA & RLA)': rela, **({'3 2+MMD': load_model(mmd_ckpt)[0]} if mmd_ckpt else {}), '4 full': full}
+        a5 = pd.concat([attention_stats(m, ds).assign(model=n) for n, m in models.items()], ignore_index=True)
+        a7 = pd.concat([cluster_alignment(m, ds, n=n_cluster_images, k=k, seed=seed).assign(model=n) for n, m in models.items()],
+                       ignore_index=True)
+        for d, name in zip((a5, a7), MEASURES): d.to_csv(out / name, index=False); paths.append(out / name)
+        stats['fig5_measure'] = {n: _mean_std(g, ['lang_share', 'pixel_entropy']) for n, g in a5.groupby('model', sort=False)}
+        stats['fig7_measure'] = {n: _mean_std(g, ['ari_objects', 'ari_positions', 'ari_across_images'])
+                                 for n, g in a7.groupby('model', sort=False)}
     return dict(paths=[str(p) for p in paths], stats=stats)
