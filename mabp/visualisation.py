@@ -127,12 +127,14 @@ def attention_stats(model, ds, n: int | None = None, batch_size: int = 16):
             a = out['attn'][cfg.layers_per_scale - 1].float().cpu()               # (B, N, h*w [+ L])
             n_vis = a.shape[-1] - cfg.max_tokens if cfg.decoder == 'mmd' else a.shape[-1]
             pix = a[..., :n_vis]
-            lang = (a[..., n_vis:] * b['attention_mask'][:, None, :].float()).sum(-1) if cfg.decoder == 'mmd' \
-                else torch.zeros(a.shape[:2])                                        # (B, N)
+            mmd = cfg.decoder == 'mmd'
+            lang = (a[..., n_vis:] * b['attention_mask'][:, None, :].float()).sum(-1) if mmd else torch.zeros(a.shape[:2])  # (B, N)
+            lang_all = a[..., n_vis:].sum(-1) if mmd else torch.zeros(a.shape[:2])   # padding positions included
             p = pix / pix.sum(-1, keepdim=True).clamp_min(1e-12)
             ent = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(n_vis)        # (B, N)
             for j in range(len(a)):
                 rows.append(dict(image_id=b['image_id'][j], sentence=b['sentence'][j], lang_share=float(lang[j].mean()),
+                                 lang_share_with_padding=float(lang_all[j].mean()),
                                  pixel_entropy=float(ent[j].mean())))
     finally: model.train(was)
     return pd.DataFrame(rows)
@@ -309,7 +311,7 @@ def draw_figures(full_ckpt, rela_ckpt, root, out_dir='results/figures', split: s
         a7 = pd.concat([cluster_alignment(m, ds, n=n_cluster_images, k=k, seed=seed).assign(model=n) for n, m in models.items()],
                        ignore_index=True)
         for d, name in zip((a5, a7), MEASURES): d.to_csv(out / name, index=False); paths.append(out / name)
-        stats['fig5_measure'] = {n: _mean_std(g, ['lang_share', 'pixel_entropy']) for n, g in a5.groupby('model', sort=False)}
+        stats['fig5_measure'] = {n: _mean_std(g, ['lang_share', 'lang_share_with_padding', 'pixel_entropy']) for n, g in a5.groupby('model', sort=False)}
         stats['fig7_measure'] = {n: _mean_std(g, ['ari_objects', 'ari_positions', 'ari_across_images'])
                                  for n, g in a7.groupby('model', sort=False)}
     return dict(paths=[str(p) for p in paths], stats=stats)
