@@ -53,7 +53,7 @@ def paper_table(table: str):
     return pd.DataFrame(PAPER[table]).T[list(TABLE_METRICS[table])]
 
 # %% ../nbs/13_ablation.ipynb #36624c6c
-STUDY_STEPS = 3200                               # optimizer steps per run, the same for every row (1600 was short of the plateau)
+STUDY_STEPS = 3200                               # optimizer steps per run, the same for every row (at 1600, two of four rows were short of the plateau)
 STUDY_TRAIN = dict(pretrained_lr=1e-4, lr=1e-3)  # TrainConfig.tiny() fields the recipe changes (the demo's DEMO_TRAIN)
 DEV_AT = (0.6, 0.8, 1.0)                         # fractions of the steps where the dev slice is evaluated
 PLATEAU_GAIN = 1.0                               # gIoU points: less gained over the last 20% of steps = at the plateau
