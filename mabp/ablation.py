@@ -228,9 +228,9 @@ def study_data(root, dev_mod: int = 42, progress: bool = True) -> tuple:
     "(original root, derived root with the dev slice, data facts for the fingerprint); the benchmark is made when missing."
     if root is None: root, _ = synthetic_set(repo_root() / 'data' / 'synthetic', progress=progress)
     root = Path(root)
-    info = carve_dev(root, root.with_name(root.name + '_dev'), dev_mod)
-    return root, root.with_name(root.name + '_dev'), dict(refs_sha1=info['refs_sha1'], dev_mod=dev_mod,
-                                                          n_dev_sentences=info['n_dev_sentences'])
+    dev_root = root.with_name(root.name + '_dev')
+    info = carve_dev(root, dev_root, dev_mod)
+    return root, dev_root, dict(refs_sha1=info['refs_sha1'], dev_mod=dev_mod, n_dev_sentences=info['n_dev_sentences'])
 
 def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                  seeds=(0, 1, 2),

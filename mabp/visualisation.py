@@ -21,8 +21,8 @@ from .model import decide
 
 # %% auto #0
 __all__ = ['FIGURES', 'MEASURES', 'run_sample', 'first_head_attention', 'attention_entropy', 'plot_attention', 'no_target_items',
-           'attention_stats', 'plot_examples', 'kmeans', 'region_clusters', 'plot_clusters', 'adjusted_rand',
-           'object_map', 'position_map', 'cluster_alignment', 'save_figure', 'draw_figures']
+           'attention_stats', 'plot_examples', 'kmeans', 'embed_clusters', 'region_clusters', 'plot_clusters',
+           'adjusted_rand', 'object_map', 'position_map', 'cluster_alignment', 'save_figure', 'draw_figures']
 
 # %% ../nbs/14_visualisation.ipynb #25de33d7
 def run_sample(model, image, text: str, tokenizer=None) -> dict:
@@ -171,13 +171,17 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 100, seed: int = 0, cosine: bo
     return labels, centers
 
 # %% ../nbs/14_visualisation.ipynb #41597199
-def region_clusters(res: dict, k: int = 4, seed: int = 0, center: bool = True) -> np.ndarray:
-    "K-means labels of the last head's mask embeddings, as the (g, g) region grid (row-major, like the queries)."
-    e = res['out']['embed'][-1][0].float()                                     # (g*g, C)
+def embed_clusters(e: torch.Tensor, k: int = 4, seed: int = 0, center: bool = True) -> np.ndarray:
+    "K-means labels of one sample's region embeddings `e` (g*g, C), as the (g, g) region grid (row-major, like the queries)."
+    e = e.float().cpu()
     if center: e = e - e.mean(0, keepdim=True)                                 # drop the component all regions share
     g = int(round(len(e) ** 0.5))
-    labels, _ = kmeans(e.cpu(), min(k, len(e)), seed=seed)
+    labels, _ = kmeans(e, min(k, len(e)), seed=seed)
     return labels.reshape(g, g).numpy()                                        # (g*g,) -> (g, g)
+
+def region_clusters(res: dict, k: int = 4, seed: int = 0, center: bool = True) -> np.ndarray:
+    "`embed_clusters` of the last head's mask embeddings of a `run_sample` result."
+    return embed_clusters(res['out']['embed'][-1][0], k, seed, center)
 
 def plot_clusters(models: dict, samples: list, k: int = 4, tokenizer=None, seed: int = 0):
     "Fig. 7: for each (image, text) sample, the image and, per model, its region prototypes coloured by K-means cluster."
@@ -254,12 +258,11 @@ def cluster_alignment(model, ds, n: int = 100, k: int = 4, seed: int = 0, batch_
     try:
         for b in _loader(ds, first, batch_size):
             out = model(b['image'].to(dev), b['input_ids'].to(dev), b['attention_mask'].to(dev), return_embed=True)
-            emb = out['embed'][-1].float().cpu()                                      # (B, g*g, C)
+            emb = out['embed'][-1]                                                     # (B, g*g, C)
             g = int(round(emb.shape[1] ** 0.5))
             pos = position_map(g, k, seed)
             for j in range(len(emb)):
-                e = emb[j] - emb[j].mean(0, keepdim=True)
-                lab = kmeans(e, min(k, len(e)), seed=seed)[0].reshape(g, g).numpy()
+                lab = embed_clusters(emb[j], k, seed)
                 obj = object_map(ds.index, b['image_id'][j], g)
                 rows.append(dict(image_id=b['image_id'][j], n_objects=int(len(np.unique(obj[obj > 0]))),
                                  ari_objects=adjusted_rand(lab, obj), ari_positions=adjusted_rand(lab, pos),
