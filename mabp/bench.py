@@ -22,16 +22,17 @@ from .timing import load_avg, machine_info, cpu_busy, quiet_rounds, time_interle
 from .deform_attn import ms_deform_attn, ms_deform_attn_grid_sample, ms_deform_attn_naive
 from .model import MABP, MABPConfig, build_criterion, dummy_batch, micro_config
 from .mmd import AttentionBlock
-from .data import RefDataset, collate_refs
+from .data import RefDataset, collate_refs, load_tokenizer
+from .evaluate import evaluate_model
 from .synthetic import synthetic_set, tiny_gres
-from .train import PRESETS as TRAIN_PRESETS, param_groups, train_step
+from .train import PRESETS as TRAIN_PRESETS, TrainConfig, build_train_dataset, param_groups, parse_overrides, train_step
 
 # %% auto #0
-__all__ = ['PAPER_LEVELS', 'PRESETS', 'VARIANTS', 'GOALS', 'SECTIONS', 'matmul_fn', 'bench_matmul', 'deform_attn_inputs',
-           'on_pixel_line', 'bench_deform_attn', 'count_flops', 'preset_config', 'build_model', 'model_setup',
-           'step_flops', 'cpu_peak_rss', 'peak_memory', 'bench_model', 'bench_variants', 'profile_step',
-           'bench_evaluator', 'bench_dataset', 'bench_data', 'goal_status', 'wait_for_quiet', 'run_benchmarks',
-           'bench_table', 'mabp_bench']
+__all__ = ['PAPER_LEVELS', 'PRESETS', 'VARIANTS', 'TRAIN_RECIPES', 'GOALS', 'SECTIONS', 'matmul_fn', 'bench_matmul',
+           'deform_attn_inputs', 'on_pixel_line', 'bench_deform_attn', 'count_flops', 'preset_config', 'build_model',
+           'model_setup', 'step_flops', 'cpu_peak_rss', 'peak_memory', 'bench_model', 'bench_variants', 'profile_step',
+           'bench_evaluator', 'bench_dataset', 'bench_data', 'bench_recipes', 'goal_status', 'wait_for_quiet',
+           'run_benchmarks', 'bench_table', 'mabp_bench']
 
 # %% ../nbs/15_benchmarks.ipynb #c2f4f715
 def matmul_fn(n: int = 2048, device='cpu'):
@@ -425,6 +426,56 @@ def bench_data(root=None, image_size: int = 128, batch_size: int = 8, workers=(0
                 load=t[workers[0]]['load'], busy=t[workers[0]]['busy'],
                 samples_per_s={f'{w} workers': 1e3 * n_batches * batch_size / t[w]['median_ms'] for w in workers})
 
+# %% ../nbs/15_benchmarks.ipynb #87f67fa5
+TRAIN_RECIPES = {   # name -> `--set`-style overrides of `TrainConfig.tiny()` (the test below ties 'after' to the demo)
+    'before': '',                                       # TrainConfig.tiny(): lr 1e-4 for every parameter
+    'after': 'pretrained_lr=1e-4 lr=1e-3',              # mabp.demo.DEMO_TRAIN: 1e-3 from scratch, 1e-4 pretrained
+    'text cache (not kept)': 'pretrained_lr=1e-4 lr=1e-3 model.text_cache=true',   # frozen MiniLM, cached per sentence
+}
+
+def bench_recipes(recipes: dict = None,            # name -> overrides (default `TRAIN_RECIPES`)
+                  root=None,                       # synthetic set with train and val (default `bench_dataset()`)
+                  preset: str = 'tiny',            # model preset the recipes train ('micro' in tests)
+                  batch_size: int = 8,
+                  eval_batches=(1, 16),            # evaluation batch sizes (the demo evaluates at 16)
+                  n_eval: int = 64,                # val items per evaluation round
+                  repeats: int = 10, eval_repeats: int = 3, warmup: int = 2, device=None) -> dict:
+    "Training samples/s of each recipe and evaluation samples/s at each batch size, each timed interleaved in one process."
+    recipes = TRAIN_RECIPES if recipes is None else recipes
+    dev = pick_device(device)
+    root = Path(root) if root is not None else bench_dataset()
+    fns, models, n_batches = {}, {}, warmup + repeats
+    for name, ov in recipes.items():
+        tkw, mkw = parse_overrides(ov.split())
+        mcfg = preset_config(preset, **mkw)
+        cfg = TrainConfig.tiny(**{**dict(root=str(root), model=mcfg, batch_size=batch_size, device=str(dev), progress=False,
+                                         eval_splits=()), **tkw})
+        ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
+        torch.manual_seed(cfg.seed)
+        model = MABP(mcfg).to(dev).train(); crit = build_criterion(mcfg).to(dev)
+        opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
+                                betas=cfg.betas, fused=True)
+        it = iter(DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
+        def step(model=model, crit=crit, opt=opt, it=it, clip=cfg.clip_grad_norm):
+            train_step(model, crit, opt, [next(it)], device=dev, clip_grad_norm=clip)
+        fns[name], models[name] = step, model
+        n_batches = min(n_batches, len(ds) // batch_size)
+    if n_batches <= warmup: raise ConfigError(f'{root}: {n_batches} training batches of {batch_size}; need more than warmup={warmup}.')
+    t = time_interleaved(fns, repeats=n_batches - warmup, warmup=warmup, device=dev)
+    base = next(iter(t))
+    train = {k: dict(overrides=recipes[k], ms=round(v['median_ms'], 1), samples_per_s=round(1e3 * batch_size / v['median_ms'], 2),
+                     ratio_to_first=round(v['median_ms'] / t[base]['median_ms'], 3)) for k, v in t.items()}
+    net = models[list(models)[min(1, len(models) - 1)]]     # the evaluated model: the second recipe's (weights do not matter)
+    val = RefDataset(root, split='val', image_size=net.cfg.image_size, max_tokens=net.cfg.max_tokens,
+                     tokenizer=load_tokenizer(net.cfg.text_model))
+    sub = torch.utils.data.Subset(val, range(min(n_eval, len(val))))
+    te = time_interleaved({b: partial(evaluate_model, net, sub, batch_size=b, progress=False) for b in eval_batches},
+                          repeats=eval_repeats, warmup=1, device=dev)
+    evals = {f'batch {b}': dict(ms_per_item=round(v['median_ms'] / len(sub), 2), samples_per_s=round(1e3 * len(sub) / v['median_ms'], 2))
+             for b, v in te.items()}
+    return dict(preset=preset, batch_size=batch_size, root=str(root), threads=torch.get_num_threads(), load=t[base]['load'],
+                busy=t[base]['busy'], train=train, eval=evals, n_eval=len(sub), eval_load=te[eval_batches[0]]['load'])
+
 # %% ../nbs/15_benchmarks.ipynb #3f1561bc
 GOALS = {
     'deform_attn': 'ms_deform_attn fwd+bwd >= 1.5x faster than grid_sample at paper size, max err <= 1e-5 (fp32)',
@@ -467,7 +518,7 @@ def goal_status(res: dict) -> list:
     return rows
 
 # %% ../nbs/15_benchmarks.ipynb #26f72454
-SECTIONS = ('matmul', 'deform_attn', 'models', 'variants', 'profile', 'evaluator', 'data', 'onnx')
+SECTIONS = ('matmul', 'deform_attn', 'models', 'variants', 'profile', 'evaluator', 'data', 'onnx', 'recipe')
 
 def wait_for_quiet(max_load: float = 1.5, timeout_s: float = 3600, poll_s: float = 20, verbose: bool = True) -> float:
     "Sleep until the 1-minute load average is below `max_load` (or `timeout_s` passed); returns the last load seen."
@@ -485,13 +536,17 @@ def _plan(quick: bool) -> dict:
                     models=[('micro', 'infer', 1, 2), ('micro', 'train', 2, 2)], memory=False,
                     variants=[('micro', 'train', 2, ('default', 'mha', 'fused_adamw'), 1)],
                     profile=[('micro', 'train', 2)], evaluator=[(64, 64)], matmul_n=256,
-                    data=dict(root='tiny', image_size=64, batch_size=4, n_batches=3, repeats=1))
+                    data=dict(root='tiny', image_size=64, batch_size=4, n_batches=3, repeats=1),
+                    recipe=dict(root='tiny', preset='micro', batch_size=2, eval_batches=(1, 4), n_eval=8, repeats=2,
+                                eval_repeats=1, warmup=1))
     return dict(deform=dict(repeats=5), matmul_n=None, memory=True,
                 models=[('tiny', 'infer', 1, 5), ('tiny', 'train', 8, 5), ('paper', 'infer', 1, 3), ('paper', 'train', 1, 2)],
                 variants=[('tiny', 'train', 8, ('default', 'mha', 'channels_last', 'fused_adamw'), 3),
                           ('paper', 'infer', 1, ('default', 'mha', 'channels_last', 'bf16_autocast'), 2)],
                 profile=[('tiny', 'train', 8), ('paper', 'infer', 1)], evaluator=[(1024, 128), (256, 480)],
-                data=dict(root=None, image_size=128, batch_size=8, n_batches=20, repeats=3))
+                data=dict(root=None, image_size=128, batch_size=8, n_batches=20, repeats=3),
+                recipe=dict(root=None, preset='tiny', batch_size=8, eval_batches=(1, 16), n_eval=64, repeats=10,
+                            eval_repeats=3, warmup=2))
 
 def run_benchmarks(sections=SECTIONS, quick: bool = False, out=None, device=None, verbose: bool = True,
                    max_load: float = None,   # before every measurement wait until the 1-minute load is below this
@@ -561,6 +616,11 @@ def run_benchmarks(sections=SECTIONS, quick: bool = False, out=None, device=None
                 m = get_model(preset).eval()
                 path = export_onnx(m, Path(d) / f'{preset}.onnx')
                 res['onnx'] = {f'{preset} batch {b}': onnx_latency(m, path, batch=b, repeats=3 if quick else 20) for b in (1, 8)}
+        elif sec == 'recipe':                       # old vs new tiny training recipe, and evaluation, samples/s in one run
+            r = dict(plan['recipe'])
+            if r['root'] == 'tiny': r['root'] = tiny_gres()
+            models.clear(); gc.collect()
+            res['recipe'] = bench_recipes(device=dev, **r)
         save()
     models.clear()
     res['finished'] = time.strftime('%Y-%m-%d %H:%M:%S')
@@ -621,6 +681,14 @@ def bench_table(res: dict):
         add('onnx', f"{name}: PyTorch forward ({o['threads']} threads)", o['torch_ms'], 'ms')
         add('onnx', f"{name}: onnxruntime", o['onnx_ms'], 'ms')
         add('onnx', f"{name}: time of onnxruntime / time of PyTorch", o['ratio'], 'x')
+    if 'recipe' in res:
+        r = res['recipe']; first = next(iter(r['train']))
+        for k, v in r['train'].items():
+            add('recipe', f"{r['preset']} training, recipe {k!r} (batch {r['batch_size']}, {r['threads']} threads)", v['samples_per_s'], 'samples/s', r)
+            if k != first: add('recipe', f"recipe {k!r}: step time / step time of {first!r}", v['ratio_to_first'], 'x', r)
+        for k, v in r['eval'].items():
+            add('recipe', f"{r['preset']} evaluation (evaluate_model, {r['n_eval']} val items), {k}", v['samples_per_s'], 'samples/s',
+                dict(load=r['eval_load']))
     df = pd.DataFrame(rows, columns=['section', 'measurement', 'value', 'unit', 'load', 'busy'])
     df['value'] = [float(f'{v:.3g}') if isinstance(v, (int, float)) and v == v and v != 0 else v for v in df['value']]
     return df
@@ -629,13 +697,13 @@ def bench_table(res: dict):
 @cli
 def mabp_bench(out: str = 'bench.json',  # JSON file of the results
                quick: Param('micro sizes everywhere (a smoke test of a few seconds)', store_true) = False,
-               sections: str = None,     # comma-separated subset of matmul,deform_attn,models,variants,profile,evaluator,data,onnx
+               sections: str = None,     # comma-separated subset of matmul,deform_attn,models,variants,profile,evaluator,data,onnx,recipe
                device: str = None,       # cpu | cuda | cuda:N (default: CUDA when present)
                threads: int = None,      # torch.set_num_threads before measuring (default: torch's choice)
                max_load: float = None,   # before every measurement, wait until the 1-minute load average is below this
                wait_s: float = 3600,     # longest wait for max_load, each time
                max_busy: float = None):  # before every timed round, wait (<= 120 s) until other processes use at most this CPU fraction
-    "Benchmark the deformable attention, the tiny/paper presets, the evaluator and the data loader; write JSON, print the table."
+    "Benchmark the deformable attention, the tiny/paper presets, the evaluator, the data loader and the tiny recipes; write JSON, print the table."
     if threads is not None and threads < 1: raise ConfigError(f'--threads {threads}: must be >= 1.')
     if threads: torch.set_num_threads(threads)
     secs = tuple(s.strip() for s in sections.split(',')) if sections else SECTIONS
