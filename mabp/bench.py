@@ -31,8 +31,8 @@ from .train import PRESETS as TRAIN_PRESETS, TrainConfig, build_train_dataset, p
 __all__ = ['PAPER_LEVELS', 'PRESETS', 'VARIANTS', 'TRAIN_RECIPES', 'GOALS', 'SECTIONS', 'matmul_fn', 'bench_matmul',
            'deform_attn_inputs', 'on_pixel_line', 'bench_deform_attn', 'count_flops', 'preset_config', 'build_model',
            'model_setup', 'step_flops', 'cpu_peak_rss', 'peak_memory', 'bench_model', 'bench_variants', 'profile_step',
-           'bench_evaluator', 'bench_dataset', 'bench_data', 'bench_recipes', 'goal_status', 'wait_for_quiet',
-           'run_benchmarks', 'bench_table', 'mabp_bench']
+           'bench_evaluator', 'bench_dataset', 'bench_data', 'recipe_step', 'bench_recipes', 'goal_status',
+           'wait_for_quiet', 'run_benchmarks', 'bench_table', 'mabp_bench']
 
 # %% ../nbs/15_benchmarks.ipynb #c2f4f715
 def matmul_fn(n: int = 2048, device='cpu'):
@@ -433,6 +433,21 @@ TRAIN_RECIPES = {   # name -> `--set`-style overrides of `TrainConfig.tiny()` (t
     'text cache (not kept)': 'pretrained_lr=1e-4 lr=1e-3 model.text_cache=true',   # frozen MiniLM, cached per sentence
 }
 
+def recipe_step(cfg: TrainConfig, device=None) -> tuple:
+    """`(step, model, n_batches)`: one real training step of `cfg`'s recipe per call, built as `mabp.train.train` builds it
+    (its training set and loader, the criterion, fused AdamW over `param_groups` with the recipe's rates, `train_step`
+    with clipping), for timing recipes against each other; `n_batches` = batches the loader has."""
+    dev = pick_device(device or cfg.device)
+    mcfg = cfg.model
+    ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
+    torch.manual_seed(cfg.seed)
+    model = MABP(mcfg).to(dev).train(); crit = build_criterion(mcfg).to(dev)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
+                            betas=cfg.betas, fused=True)
+    it = iter(DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
+    def step(): train_step(model, crit, opt, [next(it)], device=dev, clip_grad_norm=cfg.clip_grad_norm)
+    return step, model, len(ds) // cfg.batch_size
+
 def bench_recipes(recipes: dict = None,            # name -> overrides (default `TRAIN_RECIPES`)
                   root=None,                       # synthetic set with train and val (default `bench_dataset()`)
                   preset: str = 'tiny',            # model preset the recipes train ('micro' in tests)
@@ -447,19 +462,10 @@ def bench_recipes(recipes: dict = None,            # name -> overrides (default 
     fns, models, n_batches = {}, {}, warmup + repeats
     for name, ov in recipes.items():
         tkw, mkw = parse_overrides(ov.split())
-        mcfg = preset_config(preset, **mkw)
-        cfg = TrainConfig.tiny(**{**dict(root=str(root), model=mcfg, batch_size=batch_size, device=str(dev), progress=False,
-                                         eval_splits=()), **tkw})
-        ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
-        torch.manual_seed(cfg.seed)
-        model = MABP(mcfg).to(dev).train(); crit = build_criterion(mcfg).to(dev)
-        opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
-                                betas=cfg.betas, fused=True)
-        it = iter(DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
-        def step(model=model, crit=crit, opt=opt, it=it, clip=cfg.clip_grad_norm):
-            train_step(model, crit, opt, [next(it)], device=dev, clip_grad_norm=clip)
-        fns[name], models[name] = step, model
-        n_batches = min(n_batches, len(ds) // batch_size)
+        cfg = TrainConfig.tiny(**{**dict(root=str(root), model=preset_config(preset, **mkw), batch_size=batch_size,
+                                         device=str(dev), progress=False, eval_splits=()), **tkw})
+        fns[name], models[name], n = recipe_step(cfg, dev)
+        n_batches = min(n_batches, n)
     if n_batches <= warmup: raise ConfigError(f'{root}: {n_batches} training batches of {batch_size}; need more than warmup={warmup}.')
     t = time_interleaved(fns, repeats=n_batches - warmup, warmup=warmup, device=dev)
     base = next(iter(t))

@@ -24,14 +24,13 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 import torch
 from torch.utils.data import Subset
 
-from mabp.data import RefDataset, load_tokenizer
 from mabp.checkpoint import load_checkpoint, load_model, seed_all
-from mabp.data import collate_refs
+from mabp.data import RefDataset, load_tokenizer
 from mabp.evaluate import evaluate_model
-from mabp.model import MABP, MABPConfig, build_criterion
-from mabp.synthetic import DEV_SPLIT, carve_dev, make_synthetic_gres
+from mabp.model import MABP, MABPConfig
+from mabp.synthetic import carve_dev, make_synthetic_gres
 from mabp.timing import repo_root
-from mabp.train import TrainConfig, build_train_dataset, param_groups, parse_overrides, read_log, train
+from mabp.train import TrainConfig, parse_overrides, read_log, train
 
 FIELDS = ['recipe', 'commit', 'overrides', 'step', 'samples_seen', 'train_s', 'wall_s', 'gIoU', 'cIoU', 'N-acc', 'T-acc',
           'Pr@0.7', 'Pr@0.8', 'Pr@0.9', 'loss_mean', 'loss_mask_mean', 'loss_nt_mean', 'lr', 'n_dev', 'n_dev_no_target',
@@ -76,19 +75,8 @@ def interval_stats(log_rows: list, lo: int, hi: int) -> dict:
 def profile_steps(cfg: TrainConfig, n: int, path: Path, command: str, warmup: int = 2, top: int = 15):
     "Profile `n` training steps of `cfg`'s recipe (as `train` builds them: data, model, loss, fused AdamW, clipping) after `warmup`."
     from torch.profiler import ProfilerActivity, profile
-    mcfg = cfg.model_config()
-    ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
-    seed_all(cfg.seed)
-    model = MABP(mcfg).train(); crit = build_criterion(mcfg)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
-                            betas=cfg.betas, fused=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    it = iter(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
-    def step():
-        b = next(it)
-        loss = crit(model(b['image'], b['input_ids'], b['attention_mask']), b['mask'], b['no_target'])['loss']
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm); opt.step()
+    from mabp.bench import recipe_step
+    step = recipe_step(cfg, 'cpu')[0]        # the same step as `train`'s (train_step: clipping, non-finite guard)
     for _ in range(warmup): step()
     t = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -97,7 +85,7 @@ def profile_steps(cfg: TrainConfig, n: int, path: Path, command: str, warmup: in
     tab = prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=top)
     head = (f'# Top {top} operators by self CPU time over {n} training steps of the tiny recipe (after {warmup} warm-up steps)\n'
             f'# command: {command}\n# torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {cfg.batch_size}, '
-            f'{mcfg.image_size} px; profiled wall {wall:.2f} s = {wall / n:.3f} s/step (profiler overhead included); '
+            f'{cfg.model.image_size} px; profiled wall {wall:.2f} s = {wall / n:.3f} s/step (profiler overhead included); '
             f'load average {os.getloadavg()[0]:.2f}; {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}\n'
             f'# one step = data loading + forward + loss + backward + clip_grad_norm_ + fused AdamW step\n\n')
     path.parent.mkdir(parents=True, exist_ok=True); path.write_text(head + tab + '\n')
@@ -108,20 +96,9 @@ def time_recipes(cfgs: dict, rounds: int, path: Path, command: str, warmup: int 
     """Seconds per training step of each recipe in `cfgs` (name -> TrainConfig), timed in ONE process, interleaved (one
     step of each per round, `mabp.timing.time_interleaved`), each on its own real data stream: ratios to the first recipe
     survive a busy machine, absolute times do not. A cached text encoder starts empty, as in a run."""
+    from mabp.bench import recipe_step
     from mabp.timing import time_interleaved
-    from mabp.train import train_step
-    fns = {}
-    for name, cfg in cfgs.items():
-        mcfg = cfg.model
-        ds = build_train_dataset(cfg, mcfg, load_tokenizer(mcfg.text_model))
-        seed_all(cfg.seed)
-        model = MABP(mcfg).train(); crit = build_criterion(mcfg)
-        opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, pretrained_lr=cfg.pretrained_lr, lr=cfg.lr), lr=cfg.lr,
-                                betas=cfg.betas, fused=True)
-        it = iter(torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_refs, drop_last=True))
-        def step(model=model, crit=crit, opt=opt, it=it, cfg=cfg):
-            train_step(model, crit, opt, [next(it)], device='cpu', clip_grad_norm=cfg.clip_grad_norm)
-        fns[name] = step
+    fns = {name: recipe_step(cfg, 'cpu')[0] for name, cfg in cfgs.items()}
     res = time_interleaved(fns, repeats=rounds, warmup=warmup)
     base = next(iter(res))
     out = dict(command=command, torch=str(torch.__version__), threads=torch.get_num_threads(), rounds=rounds, warmup=warmup,
