@@ -53,8 +53,19 @@ def read_rows(path: Path, recipe: str) -> list:
 
 
 def append_row(path: Path, row: dict):
+    "Append one row; a file written with an older column list is first rewritten under `FIELDS` (its rows kept, by name)."
     new = not path.exists() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not new:
+        with open(path, newline='') as f: old = list(csv.DictReader(f))
+        with open(path, newline='') as f: header = next(csv.reader(f))
+        if header != FIELDS:
+            if set(header) - set(FIELDS): raise SystemExit(f'{path}: unknown columns {sorted(set(header) - set(FIELDS))}')
+            tmp = path.with_suffix('.tmp')
+            with open(tmp, 'w', newline='') as f:
+                w = csv.DictWriter(f, FIELDS); w.writeheader()
+                for r in old: w.writerow({k: r.get(k, '') for k in FIELDS})
+            os.replace(tmp, path)
     with open(path, 'a', newline='') as f:
         w = csv.DictWriter(f, FIELDS)
         if new: w.writeheader()
