@@ -484,7 +484,7 @@ def plot_ablation(df, table: str, split: str = 'val', metrics=None):
             axs[0].plot(np.full(len(v), x[j] + off), v, 'k.', ms=3)
         axs[1].bar(x + off, [pp.loc[r, m] for m in metrics], w, color=f'C{i}', alpha=0.85)
     seeds = int(sm[('n', 'seeds')].max())
-    axs[0].set_title(f'ours: synthetic benchmark, {split} (mean ± std, {seeds} seeds)', fontsize=9)
+    axs[0].set_title(f'ours: synthetic benchmark, {split} (mean ± std, {seeds} seed{"s" if seeds != 1 else ""})', fontsize=9)
     axs[1].set_title("paper: gRefCOCO val (Swin-B, 30 epochs)", fontsize=9)
     axs[1].set_ylim(0, 100)
     for a in axs:
