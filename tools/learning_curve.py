@@ -57,10 +57,10 @@ def append_row(path: Path, row: dict):
     new = not path.exists() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
     if not new:
-        with open(path, newline='') as f: old = list(csv.DictReader(f))
         with open(path, newline='') as f: header = next(csv.reader(f))
         if header != FIELDS:
             if set(header) - set(FIELDS): raise SystemExit(f'{path}: unknown columns {sorted(set(header) - set(FIELDS))}')
+            with open(path, newline='') as f: old = list(csv.DictReader(f))
             tmp = path.with_suffix('.tmp')
             with open(tmp, 'w', newline='') as f:
                 w = csv.DictWriter(f, FIELDS); w.writeheader()
