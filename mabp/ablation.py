@@ -28,9 +28,9 @@ from .train import TrainConfig, train
 __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PLATEAU_GAIN', 'KEEP', 'NOT_IN_FINGERPRINT',
            'LEGACY', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'code_fingerprint', 'study_fingerprint',
            'study_config', 'ablation_plan', 'legacy_accuracies', 'csv_lock', 'append_rows', 'load_results', 'finished',
-           'recorded', 'eval_subset', 'slim_checkpoint', 'dev_marks', 'plateau', 'run_one', 'study_data',
-           'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table', 't975',
-           'paired_interval', 'verdict', 'compare_orderings', 'rankings', 'plot_ablation']
+           'recorded', 'eval_subset', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times', 'run_one',
+           'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table',
+           't975', 'paired_interval', 'verdict', 'compare_orderings', 'rankings', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -193,6 +193,16 @@ def _empty_folder(out: Path, keep=('claim',)):
         if p.name in keep: continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
+def earlier_times(out) -> dict:
+    "Seconds earlier invocations spent on the run folder `out` (its `times.json`), so that a resumed run reports all of its time."
+    out = Path(out); p = out / 'times.json'
+    if p.is_file(): return json.loads(p.read_text())
+    log = out / 'log.csv'
+    if (out / 'last.pt').is_file() and log.is_file():  # resumed from a folder written before times.json: its step times
+        with open(log, newline='') as f: train_s = sum(float(r['step_time']) for r in csv.DictReader(f) if r.get('step_time'))
+        return dict(train_s=train_s, dev_s=0.0, wall_s=train_s, invocations=1, estimated=True)
+    return dict(train_s=0.0, dev_s=0.0, wall_s=0.0, invocations=0, estimated=False)
+
 def run_one(tcfg: TrainConfig, fingerprint: str, dev_set=None, eval_sets: dict | None = None, eval_batch_size: int = 16,
             progress: bool = False) -> dict:
     "Train `tcfg` (resumable, in segments to the dev points), evaluate the dev curve and `eval_sets`; metrics and timings."
@@ -201,6 +211,10 @@ def run_one(tcfg: TrainConfig, fingerprint: str, dev_set=None, eval_sets: dict |
     if not fpf.is_file() or fpf.read_text().strip() != fingerprint or not (out / 'last.pt').is_file():
         _empty_folder(out)                    # another code or config, or nothing to continue from: start afresh
     fpf.write_text(fingerprint + '\n')
+    prev = earlier_times(out)
+    def times():                              # this run's seconds so far, earlier invocations included
+        return dict(train_s=prev['train_s'] + t_train, dev_s=prev['dev_s'] + t_dev, wall_s=prev['wall_s'] + time.time() - t0,
+                    invocations=prev['invocations'] + 1, estimated=prev.get('estimated', False))
     cpath = out / 'dev_curve.json'
     curve = json.loads(cpath.read_text()) if cpath.is_file() else {}
     seed_all(tcfg.seed)                       # what `train` does before building the model itself
@@ -215,13 +229,15 @@ def run_one(tcfg: TrainConfig, fingerprint: str, dev_set=None, eval_sets: dict |
                                                        desc=f'dev @ {s}')['gIoU']), 4)
             t_dev += time.time() - t
             atomic_write(cpath, lambda f: f.write(json.dumps(curve)), 'dev curve', 'w')
+        atomic_write(out / 'times.json', lambda f: f.write(json.dumps(times())), 'run times', 'w')
     t1, metrics = time.time(), {}
     for name, ds in (eval_sets or {}).items():
         metrics[name] = evaluate_model(net, ds, batch_size=eval_batch_size, progress=progress, desc=f'eval {name}')
-    gain, flat = plateau(curve, tcfg.max_steps)
-    return dict(metrics=metrics, steps=tres['step'], final_loss=tres.get('loss'), train_s=t_train, eval_s=time.time() - t1 + t_dev,
-                wall_s=time.time() - t0, curve=curve, dev_gain=gain, plateau=flat, checkpoint=tres['checkpoint'],
-                config=tcfg.to_dict())
+    gain, flat, tm = *plateau(curve, tcfg.max_steps), times()
+    atomic_write(out / 'times.json', lambda f: f.write(json.dumps(tm)), 'run times', 'w')
+    return dict(metrics=metrics, steps=tres['step'], final_loss=tres.get('loss'), train_s=tm['train_s'],
+                eval_s=time.time() - t1 + tm['dev_s'], wall_s=tm['wall_s'], invocations=tm['invocations'], curve=curve,
+                dev_gain=gain, plateau=flat, checkpoint=tres['checkpoint'], config=tcfg.to_dict())
 
 # %% ../nbs/13_ablation.ipynb #9b4a09ab
 def study_data(root, dev_mod: int = 42, progress: bool = True) -> tuple:
@@ -313,7 +329,7 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
                 if p.name != 'model.pt': p.unlink()
             results.append(res)
             v = res['metrics'].get('val', next(iter(res['metrics'].values()), {}))
-            say(f"[ablate]   {res['wall_s']:.0f}s (train {res['train_s']:.0f}s, eval {res['eval_s']:.0f}s), dev "
+            say(f"[ablate]   {res['wall_s']:.0f}s{f' over {n} invocations' if (n := res.get('invocations', 1)) > 1 else ''} (train {res['train_s']:.0f}s, eval {res['eval_s']:.0f}s), dev "
                 f"{json.dumps(res['curve'])} ({'plateau' if res['plateau'] else 'NOT at plateau'}): "
                 + ' '.join(f'{k} {v[k]:.1f}' for k in METRICS if k in v) + f" | {time.time() - t_all:.0f}s so far", flush=True)
         finally: claim.__exit__(None, None, None)
