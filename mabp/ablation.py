@@ -22,7 +22,7 @@ from .model import MABP, MABPConfig
 from .checkpoint import load_checkpoint, save_checkpoint, seed_all
 from .synthetic import DEV_SPLIT, carve_dev, synthetic_set
 from .timing import git_commit, repo_root
-from .train import TrainConfig, train
+from .train import TrainConfig, read_log, train
 
 # %% auto #0
 __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PLATEAU_GAIN', 'KEEP', 'NOT_IN_FINGERPRINT',
@@ -199,7 +199,7 @@ def earlier_times(out) -> dict:
     if p.is_file(): return json.loads(p.read_text())
     log = out / 'log.csv'
     if (out / 'last.pt').is_file() and log.is_file():  # resumed from a folder written before times.json: its step times
-        with open(log, newline='') as f: train_s = sum(float(r['step_time']) for r in csv.DictReader(f) if r.get('step_time'))
+        train_s = float(np.nansum([r.get('step_time', np.nan) for r in read_log(log)]))
         return dict(train_s=train_s, dev_s=0.0, wall_s=train_s, invocations=1, estimated=True)
     return dict(train_s=0.0, dev_s=0.0, wall_s=0.0, invocations=0, estimated=False)
 
