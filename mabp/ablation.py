@@ -28,9 +28,10 @@ from .train import TrainConfig, read_log, train
 __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PLATEAU_GAIN', 'KEEP', 'NOT_IN_FINGERPRINT',
            'LEGACY', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'code_fingerprint', 'study_fingerprint',
            'study_config', 'ablation_plan', 'legacy_accuracies', 'csv_lock', 'append_rows', 'load_results', 'finished',
-           'recorded', 'eval_subset', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times', 'run_one',
-           'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget', 'budget_table',
-           't975', 'paired_interval', 'verdict', 'compare_orderings', 'rankings', 'plot_ablation']
+           'recorded', 'eval_subset', 'run_folder', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times',
+           'run_one', 'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget',
+           'shown_budget', 'budget_table', 't975', 'paired_interval', 'verdict', 'compare_orderings', 'rankings',
+           'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -53,10 +54,10 @@ def paper_table(table: str):
     return pd.DataFrame(PAPER[table]).T[list(TABLE_METRICS[table])]
 
 # %% ../nbs/13_ablation.ipynb #36624c6c
-STUDY_STEPS = 3200                               # optimizer steps per run, the same for every row (at 1600, two of four rows were short of the plateau)
+STUDY_STEPS = 6000                               # optimizer steps per run, the same for every row: the recipe's plateau budget (see below)
 STUDY_TRAIN = dict(pretrained_lr=1e-4, lr=1e-3)  # TrainConfig.tiny() fields the recipe changes (the demo's DEMO_TRAIN)
 DEV_AT = (0.6, 0.8, 1.0)                         # fractions of the steps where the dev slice is evaluated
-PLATEAU_GAIN = 1.0                               # gIoU points: less gained over the last 20% of steps = at the plateau
+PLATEAU_GAIN = 1.0                               # gIoU points: a doubled schedule gaining less = the plateau budget; also each run's last-20% check
 KEEP = (('2 1+RSH', 0), ('3 2+MMD', 0), ('4 3+QG (full)', 0))   # (row, seed) whose final weights are kept (figures 5-7)
 
 # modules that do not take part in training or evaluation: editing them does not invalidate finished runs
@@ -170,6 +171,10 @@ def eval_subset(ds, n: int | None = None, seed: int = 0):
 
 # %% ../nbs/13_ablation.ipynb #08dcbba4
 def _slug(s: str) -> str: return re.sub(r'[^A-Za-z0-9]+', '_', s).strip('_').lower()
+
+def run_folder(out_dir, steps: int, row: str, seed: int) -> Path:
+    "The folder of one (row, seed) at one step budget: `<out_dir>/<steps>steps/<row slug>/seed<seed>`."
+    return Path(out_dir) / f'{int(steps)}steps' / _slug(row) / f'seed{int(seed)}'
 
 def slim_checkpoint(src, dest) -> Path:
     "Copy of a training checkpoint with only what `load_model` needs (weights, configs, step)."
@@ -285,7 +290,7 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
     code, commit, results, t_all = code_fingerprint(), git_commit(), [], time.time()
     for i, run in enumerate(plan):
         if max_runs is not None and len(results) >= max_runs: break
-        rdir = Path(out_dir) / _slug(run['names'][0][1]) / f"seed{run['seed']}"
+        rdir = run_folder(out_dir, steps, run['names'][0][1], run['seed'])
         tcfg = study_config(run['overrides'], run['seed'], steps, dev_root, rdir, base=base, batch_size=batch_size,
                             train_overrides=train_overrides)
         fp = study_fingerprint(tcfg, data, evaluation, code=code)
@@ -330,7 +335,7 @@ def run_ablation(tables=('V', 'VI'),         # 'V', 'VI' or both
             results.append(res)
             v = res['metrics'].get('val', next(iter(res['metrics'].values()), {}))
             say(f"[ablate]   {res['wall_s']:.0f}s{f' over {n} invocations' if (n := res.get('invocations', 1)) > 1 else ''} (train {res['train_s']:.0f}s, eval {res['eval_s']:.0f}s), dev "
-                f"{json.dumps(res['curve'])} ({'plateau' if res['plateau'] else 'NOT at plateau'}): "
+                f"{json.dumps(res['curve'])} ({'flat' if res['plateau'] else 'still rising'} over the last 20%): "
                 + ' '.join(f'{k} {v[k]:.1f}' for k in METRICS if k in v) + f" | {time.time() - t_all:.0f}s so far", flush=True)
         finally: claim.__exit__(None, None, None)
     return results
@@ -370,7 +375,7 @@ def _rows(df, table: str, split: str):
     return d
 
 def summarize(df, table: str, split: str = 'val'):
-    "Per row (paper order): mean, std (ddof 1) of every metric, the number of seeds and of runs at their plateau."
+    "Per row (paper order): mean, std (ddof 1) of every metric, the number of seeds and of runs flat over their last 20%."
     import pandas as pd
     d = _rows(df, table, split)
     order = [r for r in MABPConfig.variants(table) if r in set(d.row)]
@@ -379,7 +384,7 @@ def summarize(df, table: str, split: str = 'val'):
     out = pd.concat({'mean': g.mean(), 'std': g.std(ddof=1)}, axis=1).reindex(order)
     out[('n', 'seeds')] = d.groupby('row').seed.nunique().reindex(order)
     if 'plateau' in d.columns:
-        out[('n', 'at plateau')] = d.groupby('row').plateau.apply(lambda s: int(s.astype(str).str.lower().eq('true').sum())).reindex(order)
+        out[('n', 'flat last 20%')] = d.groupby('row').plateau.apply(lambda s: int(s.astype(str).str.lower().eq('true').sum())).reindex(order)
     return out
 
 def ablation_table(df, table: str, split: str = 'val', paper: bool = True, digits: int = 1):
@@ -398,7 +403,7 @@ def ablation_table(df, table: str, split: str = 'val', paper: bool = True, digit
         cols[(m, 'ours')] = [fmt(a, b) for a, b in zip(sm[('mean', m)], sm[('std', m)])]
         if paper: cols[(m, 'paper')] = [f'{pp.loc[r, m]:.2f}' for r in sm.index]
     cols[('runs', 'seeds')] = sm[('n', 'seeds')].astype(int).tolist()
-    if ('n', 'at plateau') in sm.columns: cols[('runs', 'at plateau')] = sm[('n', 'at plateau')].astype(int).tolist()
+    if ('n', 'flat last 20%') in sm.columns: cols[('runs', 'flat last 20%')] = sm[('n', 'flat last 20%')].astype(int).tolist()
     out = pd.DataFrame(cols, index=sm.index)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     out.index.name = f'Table {table} ({split})'
@@ -411,6 +416,16 @@ def at_budget(df, steps: int | None = None):
     d = df[df.steps == steps]
     if d.empty: raise ConfigError(f'no results with {steps} steps (budgets in the file: {sorted(set(df.steps))})')
     return d
+
+def shown_budget(df, table: str = 'V', steps: int = STUDY_STEPS, split: str = 'val') -> int:
+    "The budget the tables show: `steps` once one seed has every row of `table` there, else the largest budget that has."
+    d = df[(df.table == table) & (df.split == split)]
+    need = set(MABPConfig.variants(table))
+    full = lambda b: any(set(g.row) >= need for _, g in d[d.steps == b].groupby('seed'))
+    if full(steps): return int(steps)
+    done = [int(b) for b in sorted(set(d.steps), reverse=True) if full(b)]
+    if not done: raise ConfigError(f'no step budget has every row of Table {table} for one seed yet')
+    return done[0]
 
 def budget_table(df, table: str, metric: str = 'gIoU', split: str = 'val'):
     "Mean over seeds of `metric` for each row (paper order) and step budget, with the number of seeds."
