@@ -62,7 +62,7 @@ KEEP = (('2 1+RSH', 0), ('3 2+MMD', 0), ('4 3+QG (full)', 0))   # (row, seed) wh
 
 # modules that do not take part in training or evaluation: editing them does not invalidate finished runs
 NOT_IN_FINGERPRINT = ('__init__.py', '_modidx.py', 'ablation.py', 'visualisation.py', 'bench.py', 'demo.py', 'hub.py',
-                      'onnx_predict.py', 'export.py', 'convert.py', 'drawing.py')
+                      'onnx_predict.py', 'export.py', 'convert.py', 'drawing.py', 'omp.py')
 # TrainConfig fields that say where and how a run is watched, not what it computes
 _NOT_RESULT = ('root', 'out_dir', 'progress', 'device', 'overwrite', 'resume', 'stop_at_step', 'save_every', 'save_every_s',
                'time_budget_s', 'eval_splits', 'export_pretrained', 'num_workers', 'log_every')

@@ -12,6 +12,7 @@ import torch
 from fastcore.script import store_true
 from torch.utils.data import Subset
 
+import mabp
 from .core import ConfigError, cli
 from .data import RefDataset, load_tokenizer
 from .checkpoint import load_model
@@ -57,6 +58,7 @@ def run_demo(out_dir='runs/demo',            # checkpoint, logs, metrics, pictur
     if threads: torch.set_num_threads(threads)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
+    say(f'[demo] CPU: {torch.get_num_threads()} torch threads; {mabp.OMP_DECISION}')
     # 1. data
     t = time.time()
     root, generated = synthetic_set(data_dir or repo_root() / 'data' / 'synthetic', n_images, image_size, data_seed, progress)
@@ -103,7 +105,7 @@ def run_demo(out_dir='runs/demo',            # checkpoint, logs, metrics, pictur
     summary = dict(wall_s=round(time.time() - t_start, 1), data_s=round(t_data, 1), train_s=round(tres['train_time_s'], 1),
                    eval_s=round(t_eval, 1), pictures_s=round(t_pics, 1), reference_recipe=reference, steps=steps,
                    train=tres, metrics=res, targets_val=targets,
-                   examples=examples, threads=torch.get_num_threads(), data_dir=str(root), data_generated=generated,
+                   examples=examples, threads=torch.get_num_threads(), omp=mabp.OMP_DECISION, data_dir=str(root), data_generated=generated,
                    files=dict(checkpoint=str(ckpt), metrics_json=str(js), metrics_csv=str(csv), loss_curve=str(loss_png),
                               examples=str(grid), log=str(out / 'log.csv'), config=str(out / 'config.json')))
     (out / 'demo_summary.json').write_text(json.dumps(summary, indent=2, default=str) + '\n')
