@@ -435,7 +435,10 @@ def budget_table(df, table: str, metric: str = 'gIoU', split: str = 'val'):
     g = d.groupby(['row', 'steps'])
     out = pd.concat({f'{metric} mean': g[metric].mean().unstack(), 'seeds': g.seed.nunique().unstack()}, axis=1)
     out.columns = [f'{a} @ {b} steps' for a, b in out.columns]
-    return out.reindex(order).round(1)
+    out = out.reindex(order).round(1)
+    for c in out.columns:                     # seed counts stay integers where a budget lacks a row
+        if c.startswith('seeds'): out[c] = out[c].astype('Int64')
+    return out
 
 # %% ../nbs/13_ablation.ipynb #0a42f95a
 COMPARISONS = {'V': [('1 Naive', '2 1+RSH'), ('2 1+RSH', '3 2+MMD'), ('3 2+MMD', '4 3+QG (full)'), ('1 Naive', '4 3+QG (full)')],
