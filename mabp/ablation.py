@@ -433,12 +433,10 @@ def budget_table(df, table: str, metric: str = 'gIoU', split: str = 'val'):
     d = _rows(df, table, split)
     order = [r for r in MABPConfig.variants(table) if r in set(d.row)]
     g = d.groupby(['row', 'steps'])
-    out = pd.concat({f'{metric} mean': g[metric].mean().unstack(), 'seeds': g.seed.nunique().unstack()}, axis=1)
+    out = pd.concat({f'{metric} mean': g[metric].mean().unstack().round(1),
+                     'seeds': g.seed.nunique().unstack().astype('Int64')}, axis=1)   # integer counts, <NA> where a budget lacks a row
     out.columns = [f'{a} @ {b} steps' for a, b in out.columns]
-    out = out.reindex(order).round(1)
-    for c in out.columns:                     # seed counts stay integers where a budget lacks a row
-        if c.startswith('seeds'): out[c] = out[c].astype('Int64')
-    return out
+    return out.reindex(order)
 
 # %% ../nbs/13_ablation.ipynb #0a42f95a
 COMPARISONS = {'V': [('1 Naive', '2 1+RSH'), ('2 1+RSH', '3 2+MMD'), ('3 2+MMD', '4 3+QG (full)'), ('1 Naive', '4 3+QG (full)')],
