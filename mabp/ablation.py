@@ -26,12 +26,12 @@ from .train import TrainConfig, read_log, train
 
 # %% auto #0
 __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PLATEAU_GAIN', 'KEEP', 'NOT_IN_FINGERPRINT',
-           'LEGACY', 'CSV_FIELDS', 'COMPARISONS', 'paper_table', 'code_fingerprint', 'study_fingerprint',
+           'LEGACY', 'CSV_FIELDS', 'COMPARISONS', 'CLAIMS', 'paper_table', 'code_fingerprint', 'study_fingerprint',
            'study_config', 'ablation_plan', 'legacy_accuracies', 'csv_lock', 'append_rows', 'load_results', 'finished',
            'recorded', 'eval_subset', 'run_folder', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times',
            'run_one', 'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget',
            'shown_budget', 'budget_table', 't975', 'paired_interval', 'verdict', 'compare_orderings', 'rankings',
-           'plot_ablation']
+           'claim_verdicts', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -496,6 +496,42 @@ def rankings(df, table: str, split: str = 'val'):
         return out
     return pd.DataFrame({m: {'paper (gRefCOCO)': rank(pp.loc[sm.index, m], 2), 'ours (synthetic)': rank(sm[('mean', m)], 1)}
                          for m in TABLE_METRICS[table]}).T
+
+# %% ../nbs/13_ablation.ipynb #3acf4972
+CLAIMS = {  # claim -> (table, comparisons, metrics)
+    'RSH (regional supervision head)': ('V', [('1 Naive', '2 1+RSH')], ('cIoU', 'gIoU')),
+    'MMD (mixed modal decoder)': ('V', [('2 1+RSH', '3 2+MMD')], ('cIoU', 'gIoU')),
+    'QG (query generator)': ('V', [('3 2+MMD', '4 3+QG (full)')], ('cIoU', 'gIoU')),
+    'NT branch (no-target branch)': ('VI', [('NT X=0', 'NT X=1')], ('gIoU', 'N-acc')),
+    'Supervision depth (every head)': ('VI', [('Main X=1', 'Full (X=all)'), ('NT X=1', 'Full (X=all)')], ('cIoU', 'gIoU', 'N-acc')),
+}
+
+def _combine(verdicts) -> str:
+    v = set(verdicts)
+    if not v or v <= {'one seed: no interval'}: return 'not resolved (one seed)'
+    v.discard('one seed: no interval')
+    if v == {'agrees'}: return 'supported'
+    if v == {'disagrees'}: return 'contradicted'
+    if {'agrees', 'disagrees'} <= v: return 'mixed'
+    if 'agrees' in v: return 'partly supported'
+    if 'disagrees' in v: return 'partly contradicted'
+    return 'not resolved (within noise)'
+
+def claim_verdicts(df, split: str = 'val'):
+    "One line per claim of the paper (`CLAIMS`): its verdict from the 95% intervals of its comparisons, and the evidence."
+    import pandas as pd
+    out = []
+    for claim, (table, pairs, metrics) in CLAIMS.items():
+        has = ((df.table == table) & (df.split == split)).any()
+        c = compare_orderings(df, table, split, metrics) if has else pd.DataFrame()
+        c = c[c.comparison.isin([f'{a} -> {b}' for a, b in pairs])] if len(c) else c
+        ev = '; '.join(f"{r.comparison} {r.metric} {r['ours Δ']:+.1f} {r['95% CI'] or '(no CI)'} (paper {r['paper Δ']:+.1f})"
+                       for _, r in c.iterrows()) if len(c) else 'no paired run yet'
+        have = len(set(c.comparison)) if len(c) else 0
+        out.append({'claim': claim, 'table': table, 'comparisons': f'{have} of {len(pairs)}',
+                    'seeds': int(c.seeds.min()) if len(c) else 0,
+                    'verdict': _combine(c.verdict) if len(c) else 'not resolved (no runs)', 'evidence': ev})
+    return pd.DataFrame(out).set_index('claim')
 
 # %% ../nbs/13_ablation.ipynb #6162dbb5
 def plot_ablation(df, table: str, split: str = 'val', metrics=None):
