@@ -507,19 +507,21 @@ CLAIMS = {  # claim -> (table, comparisons, metrics)
 }
 
 def _combine(verdicts) -> str:
+    "One verdict from the verdicts of a claim's comparisons x metrics ('missing' for a comparison without paired runs)."
     v = set(verdicts)
-    if not v or v <= {'one seed: no interval'}: return 'not resolved (one seed)'
-    v.discard('one seed: no interval')
+    if not v or v == {'missing'}: return 'not resolved (no runs)'
     if v == {'agrees'}: return 'supported'
     if v == {'disagrees'}: return 'contradicted'
     if {'agrees', 'disagrees'} <= v: return 'mixed'
     if 'agrees' in v: return 'partly supported'
     if 'disagrees' in v: return 'partly contradicted'
-    return 'not resolved (within noise)'
+    return 'not resolved (within noise)' if 'within noise' in v else 'not resolved (one seed)'
 
 def claim_verdicts(df, split: str = 'val'):
     "One line per claim of the paper (`CLAIMS`): its verdict from the 95% intervals of its comparisons, and the evidence."
     import pandas as pd
+    if 'steps' in df and df.steps.nunique() > 1:
+        raise ConfigError(f'results of several step budgets ({sorted(df.steps.unique())}): pass one, e.g. `at_budget(df)`')
     out = []
     for claim, (table, pairs, metrics) in CLAIMS.items():
         has = ((df.table == table) & (df.split == split)).any()
@@ -530,7 +532,7 @@ def claim_verdicts(df, split: str = 'val'):
         have = len(set(c.comparison)) if len(c) else 0
         out.append({'claim': claim, 'table': table, 'comparisons': f'{have} of {len(pairs)}',
                     'seeds': int(c.seeds.min()) if len(c) else 0,
-                    'verdict': _combine(c.verdict) if len(c) else 'not resolved (no runs)', 'evidence': ev})
+                    'verdict': _combine((list(c.verdict) if len(c) else []) + ['missing'] * (len(pairs) - have)), 'evidence': ev})
     return pd.DataFrame(out).set_index('claim')
 
 # %% ../nbs/13_ablation.ipynb #6162dbb5
