@@ -527,7 +527,7 @@ def claim_verdicts(df, split: str = 'val'):
         has = ((df.table == table) & (df.split == split)).any()
         c = compare_orderings(df, table, split, metrics) if has else pd.DataFrame()
         c = c[c.comparison.isin([f'{a} -> {b}' for a, b in pairs])] if len(c) else c
-        ev = '; '.join(f"{r.comparison} {r.metric} {r['ours Δ']:+.1f} {r['95% CI'] or '(no CI)'} (paper {r['paper Δ']:+.1f})"
+        ev = '; '.join(f"{r.comparison} {r.metric} {r['ours Δ']:+.1f} {r['95% CI'] or '(no CI)'} (paper {r['paper Δ']:+.2f})"
                        for _, r in c.iterrows()) if len(c) else 'no paired run yet'
         have = len(set(c.comparison)) if len(c) else 0
         out.append({'claim': claim, 'table': table, 'comparisons': f'{have} of {len(pairs)}',
