@@ -518,21 +518,21 @@ def _combine(verdicts) -> str:
     return 'not resolved (within noise)' if 'within noise' in v else 'not resolved (one seed)'
 
 def claim_verdicts(df, split: str = 'val'):
-    "One line per claim of the paper (`CLAIMS`): its verdict from the 95% intervals of its comparisons, and the evidence."
+    "One line per claim of the paper (`CLAIMS`): its verdict from the 95% intervals of its comparisons, and the evidence (one line per comparison and metric)."
     import pandas as pd
     if 'steps' in df and df.steps.nunique() > 1:
         raise ConfigError(f'results of several step budgets ({sorted(df.steps.unique())}): pass one, e.g. `at_budget(df)`')
     out = []
     for claim, (table, pairs, metrics) in CLAIMS.items():
-        has = ((df.table == table) & (df.split == split)).any()
-        c = compare_orderings(df, table, split, metrics) if has else pd.DataFrame()
-        c = c[c.comparison.isin([f'{a} -> {b}' for a, b in pairs])] if len(c) else c
-        ev = '; '.join(f"{r.comparison} {r.metric} {r['ours Δ']:+.1f} {r['95% CI'] or '(no CI)'} (paper {r['paper Δ']:+.2f})"
-                       for _, r in c.iterrows()) if len(c) else 'no paired run yet'
-        have = len(set(c.comparison)) if len(c) else 0
+        wanted = {f'{a} -> {b}' for a, b in pairs}
+        c = compare_orderings(df, table, split, metrics) if ((df.table == table) & (df.split == split)).any() else None
+        rows = [] if c is None or c.empty else [r for _, r in c.iterrows() if r.comparison in wanted]
+        have = len({r.comparison for r in rows})
         out.append({'claim': claim, 'table': table, 'comparisons': f'{have} of {len(pairs)}',
-                    'seeds': int(c.seeds.min()) if len(c) else 0,
-                    'verdict': _combine((list(c.verdict) if len(c) else []) + ['missing'] * (len(pairs) - have)), 'evidence': ev})
+                    'seeds': min((int(r.seeds) for r in rows), default=0),
+                    'verdict': _combine([r.verdict for r in rows] + ['missing'] * (len(pairs) - have)),
+                    'evidence': [f"{r.comparison} {r.metric} {r['ours Δ']:+.1f} {r['95% CI'] or '(no CI)'} "
+                                 f"(paper {r['paper Δ']:+.2f})" for r in rows]})
     return pd.DataFrame(out).set_index('claim')
 
 # %% ../nbs/13_ablation.ipynb #6162dbb5
