@@ -65,6 +65,16 @@ def _caption(text: str, width: int = 34) -> str:
     import textwrap
     return '\n'.join(textwrap.wrap(f'"{text}"', width))
 
+def _fig5_measures(att: dict, n_tokens: int) -> dict:
+    "Fig. 5's numbers for one sample, as `attention_stats` measures them: shares of the attention (mean over queries)."
+    vis, lang = att['vis'], att['lang']
+    p = vis / vis.sum(1, keepdim=True).clamp_min(1e-12)
+    ent = float((-(p * p.clamp_min(1e-12).log()).sum(1) / math.log(vis.shape[1])).mean())   # over the pixels alone
+    if lang is None: return dict(pixel_entropy=ent, word_share=0.0, lang_share_with_padding=0.0, uniform_lang_share=0.0)
+    return dict(pixel_entropy=ent, word_share=float(lang[:, :n_tokens].sum(1).mean()),     # [CLS] ... [SEP]
+                lang_share_with_padding=float(lang.sum(1).mean()),                          # every language key
+                uniform_lang_share=lang.shape[1] / (vis.shape[1] + lang.shape[1]))          # of an even spread
+
 def plot_attention(models: dict, image, text: str, tokenizer=None, title: str | None = None):
     "Fig. 5: per model (name -> MABP), the first-head cross-attention matrix and the mask before the no-target decision."
     from matplotlib.figure import Figure
@@ -84,18 +94,17 @@ def plot_attention(models: dict, image, text: str, tokenizer=None, title: str | 
             a.axvline(nv - 0.5, color='w', lw=1.5)
             a.set_xticks(range(nv, mat.shape[1])); a.set_xticklabels(res['tokens'], rotation=90, fontsize=6)
         else: a.set_xticks([])
-        a.set_xlabel(f'keys: {nv} visual tokens' + (' | words' if att['lang'] is not None else ''), fontsize=7)
+        a.set_xlabel(f'keys: {nv} visual tokens' + (' | language keys' if att['lang'] is not None else ''), fontsize=7)
         a.set_ylabel('queries', fontsize=7); a.tick_params(axis='y', labelsize=6)
-        ent = attention_entropy(att)
-        share = float(att['lang'].sum(1).mean()) if att['lang'] is not None else 0.0
-        uni = att['lang'].shape[1] / mat.shape[1] if att['lang'] is not None else 0.0     # word share of a uniform row
-        a.set_title(f'{name}\ndecoder layer {att["layer"]} (before head 1); entropy {ent:.2f}'
-                    + (f'\non words: {100 * share:.0f}% (uniform: {100 * uni:.0f}%)' if att['lang'] is not None else ''),
-                    fontsize=8)
+        m5 = _fig5_measures(att, res['n_tokens'])                               # the numbers `attention_stats` measures
+        a.set_title(f'{name}\ndecoder layer {att["layer"]} (before head 1); pixel entropy {m5["pixel_entropy"]:.2f}'
+                    + (f'\non the sentence: {100 * m5["word_share"]:.0f}%, on all {att["lang"].shape[1]} language keys: '
+                       f'{100 * m5["lang_share_with_padding"]:.0f}% (even: {100 * m5["uniform_lang_share"]:.0f}%)'
+                       if att['lang'] is not None else ''), fontsize=8)
         fig.colorbar(im, ax=a, fraction=0.04, pad=0.02).ax.tick_params(labelsize=6)
         p = fig.add_subplot(gs[2 + 2 * i]); p.imshow(res['raw_mask'], cmap='gray', vmin=0, vmax=1); p.set_axis_off()
         p.set_title(f'Pred (before NT)\n{100 * res["raw_mask"].mean():.1f}% px; NT p={res["nt_prob"]:.2f}', fontsize=8)
-        stats[name] = dict(entropy=ent, word_share=share, uniform_word_share=uni, pred_fraction=float(res['raw_mask'].mean()),
+        stats[name] = dict(**m5, entropy_all_keys=attention_entropy(att), pred_fraction=float(res['raw_mask'].mean()),
                            nt_prob=res['nt_prob'])
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
