@@ -108,19 +108,7 @@ def run_onnx(session, image, input_ids, attention_mask) -> dict:
         out['nt_logits'] = [None] * (4 - K) + [torch.from_numpy(res[1][:, k]) for k in range(K)]
     return out
 
-# %% ../nbs/12c_deploy.ipynb #6155fe80
-@contextlib.contextmanager
-def _region_margins(store: list):
-    "Inside: every `region_attention_mask` call of `mabp.model` appends (B,) min |logit| outside the queries' own windows."
-    import mabp.model as mm
-    orig = mm.region_attention_mask
-    def spy(query_logits, inside):
-        m = query_logits.detach().float().abs().masked_fill(inside.bool(), float('inf')).flatten(1).min(1).values
-        store.append(m.cpu()); return orig(query_logits, inside)
-    mm.region_attention_mask = spy
-    try: yield
-    finally: mm.region_attention_mask = orig
-
+# %% ../nbs/12c_deploy.ipynb #b8d4f2e1
 def fp32_rounding(model, batches) -> torch.Tensor:
     "Per item: max |final mask logit of `model` (float32) - the same of a float64 copy|, PyTorch's own rounding error."
     dev = next(model.parameters()).device
@@ -135,6 +123,19 @@ def fp32_rounding(model, batches) -> torch.Tensor:
     return torch.cat(errs).float()
 
 PARITY_FACTOR = 10    # tolerance = this many times PyTorch's median float32 rounding error (fp32_rounding)
+
+# %% ../nbs/12c_deploy.ipynb #6155fe80
+@contextlib.contextmanager
+def _region_margins(store: list):
+    "Inside: every `region_attention_mask` call of `mabp.model` appends (B,) min |logit| outside the queries' own windows."
+    import mabp.model as mm
+    orig = mm.region_attention_mask
+    def spy(query_logits, inside):
+        m = query_logits.detach().float().abs().masked_fill(inside.bool(), float('inf')).flatten(1).min(1).values
+        store.append(m.cpu()); return orig(query_logits, inside)
+    mm.region_attention_mask = spy
+    try: yield
+    finally: mm.region_attention_mask = orig
 
 def onnx_parity(model, onnx_path, dataset, n: int | None = None, batch_size: int = 8, tol: float | None = None,
                 threads: int | None = None) -> dict:
