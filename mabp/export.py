@@ -25,7 +25,7 @@ from .checkpoint import load_model
 
 # %% auto #0
 __all__ = ['INPUTS', 'OUTPUTS', 'PARITY_FACTOR', 'grid_sample_deform_attn', 'InferenceGraph', 'export_onnx', 'onnx_session',
-           'run_onnx', 'fp32_rounding', 'onnx_parity', 'onnx_latency', 'mabp_export']
+           'run_onnx', 'float64_twin', 'fp32_rounding', 'onnx_parity', 'onnx_latency', 'mabp_export']
 
 # %% ../nbs/12c_deploy.ipynb #aa988c2e
 @contextlib.contextmanager
@@ -109,20 +109,18 @@ def run_onnx(session, image, input_ids, attention_mask) -> dict:
     return out
 
 # %% ../nbs/12c_deploy.ipynb #b8d4f2e1
-def fp32_rounding(model, batches) -> torch.Tensor:
-    "Per item: max |final mask logit of `model` (float32) - the same of a float64 copy|, PyTorch's own rounding error."
-    dev = next(model.parameters()).device
-    m64 = copy.deepcopy(model).double().eval()
-    errs = []
-    with torch.inference_mode():
-        for b in batches:
-            args = (b['input_ids'].to(dev), b['attention_mask'].to(dev))
-            a = model(b['image'].to(dev), *args)['masks'][-1].double()
-            errs.append((a - m64(b['image'].to(dev).double(), *args)['masks'][-1]).abs().flatten(1).max(1).values.cpu())
-    del m64
-    return torch.cat(errs).float()
+def float64_twin(model):
+    "A float64 copy of `model` in eval mode: the reference that float32 rounding is measured against."
+    return copy.deepcopy(model).double().eval()
 
-PARITY_FACTOR = 10    # tolerance = this many times PyTorch's median float32 rounding error (fp32_rounding)
+def fp32_rounding(twin, batch, masks) -> torch.Tensor:
+    "Per item: max |float32 final mask logits `masks` (the model's on `batch`) - those of its `float64_twin`|."
+    dev = next(twin.parameters()).device
+    with torch.inference_mode():
+        m64 = twin(batch['image'].to(dev).double(), batch['input_ids'].to(dev), batch['attention_mask'].to(dev))['masks'][-1]
+    return (masks.to(dev).double() - m64).abs().flatten(1).max(1).values.float().cpu()
+
+PARITY_FACTOR = 10    # tolerance = this many times PyTorch's float32 rounding error (fp32_rounding)
 
 # %% ../nbs/12c_deploy.ipynb #6155fe80
 @contextlib.contextmanager
@@ -144,16 +142,15 @@ def onnx_parity(model, onnx_path, dataset, n: int | None = None, batch_size: int
     cfg, dev = model.cfg, next(model.parameters()).device
     items = Subset(dataset, range(min(n or len(dataset), len(dataset))))
     model.eval()
-    loader = lambda: DataLoader(items, batch_size=batch_size, collate_fn=collate_refs)
-    fp32 = float(fp32_rounding(model, loader()).median())
-    if tol is None: tol = PARITY_FACTOR * fp32          # calibrated on this machine's kernels, not a fixed number
-    diffs, margins = [], []
-    r = dict(n=len(items), tol=tol, fp32_rounding=fp32, max_abs_nt_logits=0.0, pixels=0, pixels_differ=0, pixels_differ_off_threshold=0,
+    twin = float64_twin(model) if tol is None else None
+    diffs, margins, rounding = [], [], []
+    r = dict(n=len(items), fp32_rounding=float('nan'), max_abs_nt_logits=0.0, pixels=0, pixels_differ=0, pixels_differ_off_threshold=0,
              decisions_differ=0, no_target_torch=0)
-    for b in loader():
+    for b in DataLoader(items, batch_size=batch_size, collate_fn=collate_refs):
         calls = []
         with torch.inference_mode(), _region_margins(calls):
             ref = model(b['image'].to(dev), b['input_ids'].to(dev), b['attention_mask'].to(dev))
+        if twin is not None: rounding.append(fp32_rounding(twin, b, ref['masks'][-1]))
         ref = dict(masks=[m.float().cpu() for m in ref['masks']],
                    nt_logits=None if ref['nt_logits'] is None else [l.float().cpu() for l in ref['nt_logits']])
         out = run_onnx(sess, b['image'], b['input_ids'], b['attention_mask'])
@@ -171,6 +168,9 @@ def onnx_parity(model, onnx_path, dataset, n: int | None = None, batch_size: int
         r['pixels_differ_off_threshold'] += int((flip & (up.abs() > d[:, None, None])).sum())   # a flip the difference does not explain
         r['decisions_differ'] += int((dt['no_target'] != do['no_target']).sum()); r['no_target_torch'] += int(dt['no_target'].sum())
     d, m = torch.cat(diffs), torch.cat(margins)
+    if twin is not None:                                   # calibrated on this machine's kernels, not a fixed number
+        r['fp32_rounding'] = float(torch.cat(rounding).median()); tol = PARITY_FACTOR * r['fp32_rounding']
+    r['tol'] = tol
     clear = m >= tol
     r.update(max_abs_mask_logits=float(d.max()), median_abs_mask_logits=float(d.median()),
              max_abs_mask_logits_clear=float(d[clear].max()) if clear.any() else float('nan'),
