@@ -30,8 +30,8 @@ __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PL
            'study_config', 'ablation_plan', 'legacy_accuracies', 'csv_lock', 'append_rows', 'load_results', 'finished',
            'recorded', 'eval_subset', 'run_folder', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times',
            'run_one', 'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget',
-           'shown_budget', 'budget_table', 't975', 'paired_interval', 'verdict', 'compare_orderings', 'rankings',
-           'claim_verdicts', 'plot_ablation']
+           'shown_budget', 'budget_table', 't975', 'paired_interval', 'verdict', 'paired_deltas', 'compare_orderings',
+           'rankings', 'claim_verdicts', 'claim_paragraphs', 'more_seeds', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -465,17 +465,21 @@ def verdict(paper_delta: float, low: float, high: float) -> str:
     if low <= 0 <= high or paper_delta == 0: return 'within noise'
     return 'agrees' if (low > 0) == (paper_delta > 0) else 'disagrees'
 
+def paired_deltas(d, a: str, b: str, metric: str) -> tuple:
+    "(seeds, per-seed change of `metric` from row `a` to row `b`) over the seeds both rows have in `d`."
+    A, B = d[d.row == a].set_index('seed'), d[d.row == b].set_index('seed')
+    seeds = sorted(set(A.index) & set(B.index))
+    return seeds, (B.loc[seeds, metric] - A.loc[seeds, metric]).astype(float).to_numpy()
+
 def compare_orderings(df, table: str, split: str = 'val', metrics=None):
     "Per paper comparison (before -> after) and metric: the paper's change, ours (mean of per-seed changes, 95% CI), verdict."
     import pandas as pd
     d = _rows(df, table, split)
     pp, out = paper_table(table), []
     for a, b in COMPARISONS[table]:
-        A, B = d[d.row == a].set_index('seed'), d[d.row == b].set_index('seed')
-        seeds = sorted(set(A.index) & set(B.index))
-        if not seeds: continue
         for m in metrics or TABLE_METRICS[table]:
-            delta = (B.loc[seeds, m] - A.loc[seeds, m]).astype(float).to_numpy()
+            seeds, delta = paired_deltas(d, a, b, m)
+            if not seeds: break
             mu, lo, hi = paired_interval(delta)
             sd = float(delta.std(ddof=1)) if len(delta) > 1 else float('nan')
             p = float(pp.loc[b, m] - pp.loc[a, m])
@@ -534,6 +538,67 @@ def claim_verdicts(df, split: str = 'val'):
                     'evidence': [f"{r.comparison} {r.metric} {r['ours Δ']:+.1f} {r['95% CI'] or '(no CI)'} "
                                  f"(paper {r['paper Δ']:+.2f})" for r in rows]})
     return pd.DataFrame(out).set_index('claim')
+
+# %% ../nbs/13_ablation.ipynb #2aa08fea
+_CLOSING = {
+    'supported': "Every interval lies on the paper's side of zero: our runs support the claim on this benchmark.",
+    'contradicted': "Every interval lies on the other side of zero from the paper's change: our runs contradict the claim "
+                    "on this benchmark.",
+    'mixed': "Some intervals lie on the paper's side of zero and some on the other side: our runs give a mixed answer.",
+    'partly supported': "Some intervals lie on the paper's side of zero and the others contain zero (or lack seeds): our "
+                        "runs partly support the claim.",
+    'partly contradicted': "Some intervals lie on the other side of zero from the paper's change and the others contain "
+                           "zero (or lack seeds): our runs partly contradict the claim.",
+    'not resolved (within noise)': "Every interval contains zero: our runs neither support nor contradict the claim.",
+    'not resolved (one seed)': 'One paired seed so far: no interval, no verdict.',
+    'not resolved (no runs)': 'No paired runs yet.',
+}
+
+def _signed(x: float, nd: int = 1) -> str: return f'{x:+.{nd}f}'
+
+def claim_paragraphs(df, split: str = 'val') -> dict:
+    "Per claim (`CLAIMS`): markdown, its verdict in words, then per comparison our changes (95% interval, per seed) and the paper's."
+    if 'steps' in df and df.steps.nunique() > 1:
+        raise ConfigError(f'results of several step budgets ({sorted(df.steps.unique())}): pass one, e.g. `at_budget(df)`')
+    verdicts, out = claim_verdicts(df, split).verdict, {}
+    for claim, (table, pairs, metrics) in CLAIMS.items():
+        d = df[(df.table == table) & (df.split == split)]
+        text, outside, seeds_n = [], [], []
+        for a, b in pairs:
+            items = []
+            for m in metrics:
+                seeds, delta = paired_deltas(d, a, b, m)
+                if not seeds: break
+                mu, lo, hi = paired_interval(delta)
+                p = float(paper_table(table).loc[b, m] - paper_table(table).loc[a, m])
+                per_seed = ', '.join(_signed(x) for x in delta)
+                if lo == lo:
+                    inside = lo <= p <= hi
+                    if not inside: outside.append(f'{m} of {a} → {b}')
+                    items.append(f'{m} {_signed(mu)} [{_signed(lo)}, {_signed(hi)}] (seeds {per_seed}; paper {_signed(p, 2)}, '
+                                 f"{'inside' if inside else 'outside'} our interval)")
+                else: items.append(f'{m} {_signed(mu)} (one seed; paper {_signed(p, 2)})')
+            seeds_n.append(len(seeds))
+            text.append(f'- *{a} → {b}*: ' + ('; '.join(items) if items else 'no paired runs yet') + '.')
+        v = verdicts[claim]
+        close = _CLOSING[v]
+        if v == 'not resolved (within noise)':
+            close += (' They are also consistent with a change of the paper\'s size.' if not outside else
+                      ' They exclude a change of the paper\'s size for ' + ', '.join(outside) + '.')
+        n = f"{min(seeds_n)}-{max(seeds_n)}" if min(seeds_n) != max(seeds_n) else f'{seeds_n[0]}'
+        out[claim] = (f'**{claim}: {v}** (Table {table}, {n} paired seed{"s" if n != "1" else ""}). {close}\n\n'
+                      + '\n'.join(text))
+    return out
+
+def more_seeds(df, split: str = 'val') -> dict:
+    "Per table, the rows of every comparison that `compare_orderings` marks `more seeds` (run them with seeds 3 and 4)."
+    out = {}
+    for t in COMPARISONS:
+        if not ((df.table == t) & (df.split == split)).any(): continue
+        c = compare_orderings(df, t, split)
+        need = {r for comp in c[c['more seeds']].comparison for r in comp.split(' -> ')}
+        if need: out[t] = [r for r in MABPConfig.variants(t) if r in need]
+    return out
 
 # %% ../nbs/13_ablation.ipynb #6162dbb5
 def plot_ablation(df, table: str, split: str = 'val', metrics=None):

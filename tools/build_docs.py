@@ -349,7 +349,9 @@ REQUIRED = {
     # the study is filled in over several sessions: Table VI and the error bars come with its later runs
     '13_ablation': [(r'Table V \(val\)', 1, 'the Table V table'), (r'65\.69', 1, "the paper's numbers"),
                     (_IMG, 1, 'the bar chart'), (r'flat last 20%', 2, 'the convergence status of the runs'),
-                    (r'(agrees|disagrees|within noise|one seed: no interval)', 4, 'the ordering verdicts')],
+                    (r'(agrees|disagrees|within noise|one seed: no interval)', 4, 'the ordering verdicts'),
+                    (r'our runs (neither support|support|contradict|partly support|partly contradict|give a mixed)|One paired '
+                     r'seed so far|No paired runs yet', 5, 'the verdict of each claim in words')],
     '14_visualisation': [(_IMG, 3, 'the figures the examples draw'),
                          (_IMG, 6, 'those and the committed Fig. 5-7 PNGs (as outputs or as markdown images)', 'page'),
                          (r'fig5_attention', 1, 'Fig. 5', 'page'), (r'fig6_examples', 1, 'Fig. 6', 'page'),
