@@ -31,7 +31,7 @@ __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PL
            'recorded', 'eval_subset', 'run_folder', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times',
            'run_one', 'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget',
            'shown_budget', 'budget_table', 't975', 'paired_interval', 'verdict', 'paired_deltas', 'compare_orderings',
-           'rankings', 'claim_verdicts', 'claim_paragraphs', 'more_seeds', 'plot_ablation']
+           'rankings', 'claim_verdicts', 'seeds_to_resolve', 'claim_paragraphs', 'more_seeds', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -556,6 +556,13 @@ _CLOSING = {
 
 def _signed(x: float, nd: int = 1) -> str: return f'{x:+.{nd}f}'
 
+def seeds_to_resolve(delta, size: float, cap: int = 1000) -> int | None:
+    "Paired seeds whose 95% interval would be narrower than `size` on each side, if the per-seed changes kept the spread of `delta`."
+    d = np.asarray(delta, dtype=float)
+    if len(d) < 2 or size == 0: return None
+    sd = float(d.std(ddof=1))
+    return next((n for n in range(2, cap + 1) if t975(n - 1) * sd / math.sqrt(n) < abs(size)), cap)
+
 def claim_paragraphs(df, split: str = 'val') -> dict:
     "Per claim (`CLAIMS`): markdown, its verdict in words, then per comparison our changes (95% interval, per seed) and the paper's."
     if 'steps' in df and df.steps.nunique() > 1:
@@ -575,8 +582,10 @@ def claim_paragraphs(df, split: str = 'val') -> dict:
                 if lo == lo:
                     inside = lo <= p <= hi
                     if not inside: outside.append(f'{m} of {a} → {b}')
+                    need = seeds_to_resolve(delta, p)
                     items.append(f'{m} {_signed(mu)} [{_signed(lo)}, {_signed(hi)}] (seeds {per_seed}; paper {_signed(p, 2)}, '
-                                 f"{'inside' if inside else 'outside'} our interval)")
+                                 f"{'inside' if inside else 'outside'} our interval; "
+                                 f"\u00b1{abs(p):.2f} needs ~{'1000+' if need == 1000 else need} seeds)")
                 else: items.append(f'{m} {_signed(mu)} (one seed; paper {_signed(p, 2)})')
             seeds_n.append(len(seeds))
             text.append(f'- *{a} → {b}*: ' + ('; '.join(items) if items else 'no paired runs yet') + '.')
