@@ -31,7 +31,8 @@ __all__ = ['TABLE_METRICS', 'PAPER', 'STUDY_STEPS', 'STUDY_TRAIN', 'DEV_AT', 'PL
            'recorded', 'eval_subset', 'run_folder', 'slim_checkpoint', 'dev_marks', 'plateau', 'earlier_times',
            'run_one', 'study_data', 'run_ablation', 'mabp_ablate', 'summarize', 'ablation_table', 'at_budget',
            'shown_budget', 'budget_table', 't975', 'paired_interval', 'verdict', 'paired_deltas', 'compare_orderings',
-           'rankings', 'claim_verdicts', 'seeds_to_resolve', 'claim_paragraphs', 'more_seeds', 'plot_ablation']
+           'rankings', 'claim_verdicts', 'seeds_to_resolve', 'claim_paragraphs', 'more_seeds', 'outcome_split',
+           'fisher_p', 'outcomes', 'outcome_tests', 'plot_ablation']
 
 # %% ../nbs/13_ablation.ipynb #5d467738
 TABLE_METRICS = {'V': ('cIoU', 'gIoU', 'Pr@0.9', 'Pr@0.8', 'Pr@0.7'), 'VI': ('cIoU', 'gIoU', 'N-acc', 'T-acc')}
@@ -608,6 +609,54 @@ def more_seeds(df, split: str = 'val') -> dict:
         need = {r for comp in c[c['more seeds']].comparison for r in comp.split(' -> ')}
         if need: out[t] = [r for r in MABPConfig.variants(t) if r in need]
     return out
+
+# %% ../nbs/13_ablation.ipynb #bf46ede8
+def outcome_split(df, split: str = 'val', metric: str = 'gIoU') -> tuple:
+    "(threshold, gap): the middle and the width of the widest gap between the sorted `metric` of the distinct runs in `df`."
+    d = df[df.split == split]
+    key = 'fingerprint' if 'fingerprint' in d else ['table', 'row', 'seed']   # one run may be listed under both tables
+    x = np.sort(d.drop_duplicates(key)[metric].astype(float).to_numpy())
+    if len(x) < 2: raise ConfigError(f'{len(x)} run(s) on {split!r}: a gap needs at least two')
+    g = np.diff(x); i = int(g.argmax())
+    return float((x[i] + x[i + 1]) / 2), float(g[i])
+
+def fisher_p(a: int, n: int, b: int, m: int) -> float:
+    "Two-sided p of Fisher's exact test, `a` of `n` against `b` of `m` (the tables at most as likely as the observed one)."
+    k, N = a + b, n + m
+    prob = lambda x: math.comb(n, x) * math.comb(m, k - x) / math.comb(N, k)
+    obs = prob(a)
+    return min(1.0, sum(prob(x) for x in range(max(0, k - m), min(k, n) + 1) if prob(x) <= obs * (1 + 1e-9)))
+
+def outcomes(df, split: str = 'val', metric: str = 'gIoU'):
+    "Per row of each table: its seeds, how many of its runs end above the widest gap (`outcome_split`), and `metric` by seed."
+    import pandas as pd
+    thr, gap = outcome_split(df, split, metric)
+    out = []
+    for t in COMPARISONS:
+        d = df[(df.table == t) & (df.split == split)]
+        for r in MABPConfig.variants(t):
+            x = d[d.row == r].sort_values('seed')
+            if x.empty: continue
+            out.append({'table': t, 'row': r, 'seeds': len(x), f'above {thr:.1f}': int((x[metric] > thr).sum()),
+                        f'{metric} by seed': ', '.join(f'{s}: {v:.1f}' for s, v in zip(x.seed, x[metric]))})
+    res = pd.DataFrame(out).set_index(['table', 'row'])
+    res.attrs.update(threshold=thr, gap=gap)
+    return res
+
+def outcome_tests(df, split: str = 'val', metric: str = 'gIoU'):
+    "Per comparison of the paper: the runs of each row above the widest gap (of its seeds) and Fisher's exact p."
+    import pandas as pd
+    thr, _ = outcome_split(df, split, metric)
+    out = []
+    for t, pairs in COMPARISONS.items():
+        d = df[(df.table == t) & (df.split == split)]
+        for a, b in pairs:
+            A, B = d[d.row == a][metric], d[d.row == b][metric]
+            if A.empty or B.empty: continue
+            na, nb = int((A > thr).sum()), int((B > thr).sum())
+            out.append({'table': t, 'comparison': f'{a} -> {b}', 'before': f'{na} of {len(A)}', 'after': f'{nb} of {len(B)}',
+                        'Fisher p': round(fisher_p(na, len(A), nb, len(B)), 3)})
+    return pd.DataFrame(out)
 
 # %% ../nbs/13_ablation.ipynb #6162dbb5
 def plot_ablation(df, table: str, split: str = 'val', metrics=None):
